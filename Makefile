@@ -1,0 +1,47 @@
+# Two commands matter: `make run` and `make test`. Both set up everything they need.
+PY        ?= python3
+VENV      := .venv
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.installed
+SYSSTAMP  := .sysdeps.stamp
+HOST      ?= 127.0.0.1
+PORT      ?= 8080
+
+.DEFAULT_GOAL := help
+.PHONY: help install sysdeps run test test-fast lint typecheck bench bench-quick clean
+
+help: ## show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install pinned Python packages
+
+sysdeps: ## install Debian packages the tests drive (chromium, espeak-ng, sox, prometheus)
+	@scripts/sysdeps.sh
+
+run: install ## start the gateway on http://$(HOST):$(PORT) with the demo (local engine when no OPENAI_API_KEY)
+	GATEWAY_HOST=$(HOST) GATEWAY_PORT=$(PORT) GATEWAY_DEMO_ENABLED=$${GATEWAY_DEMO_ENABLED:-true} \
+	  $(BIN)/python -m gateway serve --with-local-engine-if-no-key
+
+test: install sysdeps ## run the whole test suite (what CI runs)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: install ## tests without slow soak and browser tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not browser"
+
+lint: install ## ruff
+	$(BIN)/ruff check gateway tests bench
+
+typecheck: install ## mypy --strict
+	$(BIN)/mypy
+
+bench: install ## benchmarks; results go to bench/results/*.json (see BENCHMARKS.md)
+	$(BIN)/python -m bench.calls --calls 1,5,10,20 --seconds 20
+
+clean: ## remove the venv
+	rm -rf $(VENV) $(SYSSTAMP)

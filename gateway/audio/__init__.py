@@ -1,0 +1,1 @@
+"""Pure, synchronous audio conversions. Nothing in this package touches asyncio."""
