@@ -1,0 +1,136 @@
+"""make_app(config) -> web.Application. All state hangs off the app; no module globals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from . import ops, signaling
+from .appkeys import CALLS, CONFIG, FACTORY, HTTP, METRICS, REGISTRY, TOKENS
+from .calls import CallFactory
+from .config import Config
+from .errors import ApiError
+from .metrics import Metrics
+from .registry import LocalCalls, MemoryRegistry
+from .tokens import TokenService
+
+log = logging.getLogger("gateway.app")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CORS_PATHS = ("/v1/",)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as e:
+        request.app[METRICS].http_errors.labels(str(e.status), e.code).inc()
+        return e.response()
+    except web.HTTPRequestEntityTooLarge:
+        err = ApiError(413, "body_too_large", "The request body is over the size limit.")
+        return err.response()
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status, "http_error")
+        return ApiError(e.status, code, e.reason or "Request failed.").response()
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return ApiError(500, "internal_error", "The gateway hit an internal error.",
+                        type_="server_error").response()
+
+
+def cors_middleware(origins: tuple[str, ...]) -> Callable[..., Awaitable[web.StreamResponse]]:
+    allowed = set(origins)
+
+    @web.middleware
+    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        ok = origin is not None and ("*" in allowed or origin in allowed) and \
+            request.path.startswith(CORS_PATHS)
+        if request.method == "OPTIONS" and ok:
+            resp: web.StreamResponse = web.Response(status=204)
+            resp.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            resp.headers["Access-Control-Allow-Headers"] = request.headers.get(
+                "Access-Control-Request-Headers", "Authorization, Content-Type")
+            resp.headers["Access-Control-Max-Age"] = "600"
+        else:
+            resp = await handler(request)
+        if ok and origin is not None:
+            resp.headers["Access-Control-Allow-Origin"] = origin
+            resp.headers["Access-Control-Expose-Headers"] = "Location"
+            resp.headers["Vary"] = "Origin"
+        return resp
+
+    return cors
+
+
+async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
+    """Measure how late the loop runs a timer, every 100 ms."""
+    loop = asyncio.get_running_loop()
+    hist = app[METRICS].loop_lag
+    interval = 0.1
+    handle: asyncio.TimerHandle | None = None
+
+    def tick(expected: float) -> None:
+        nonlocal handle
+        now = loop.time()
+        hist.observe(max(0.0, now - expected))
+        handle = loop.call_at(now + interval, tick, now + interval)
+
+    handle = loop.call_at(loop.time() + interval, tick, loop.time() + interval)
+    yield
+    handle.cancel()
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    http = aiohttp.ClientSession()
+    registry = MemoryRegistry()
+    calls = LocalCalls(config.server.max_calls)
+    app[HTTP] = http
+    app[REGISTRY] = registry
+    app[CALLS] = calls
+    app[TOKENS] = TokenService(config.secrets.token_secret.reveal(), registry,
+                               single_use=config.tokens.single_use)
+    app[FACTORY] = CallFactory(config, app[METRICS], registry, calls, http)
+    for setup in app.get(EXTENSIONS, []):
+        setup(app)
+    yield
+    calls.draining = True
+    live = list(calls)
+    if live:
+        log.info("closing %d live call(s)", len(live))
+        await asyncio.gather(*(c.close("server_shutdown") for c in live),
+                             return_exceptions=True)
+    await registry.close()
+    await http.close()
+
+
+EXTENSIONS = web.AppKey("extensions", list)
+
+
+def make_app(config: Config, *, metrics: Metrics | None = None) -> web.Application:
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes,
+        middlewares=[cors_middleware(config.server.cors_origins), error_middleware],
+    )
+    app[CONFIG] = config
+    app[METRICS] = metrics or Metrics()
+    app[EXTENSIONS] = []
+    app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(_loop_lag)
+    app.add_routes(signaling.routes)
+    app.add_routes(ops.routes)
+    return app
+
+
+__all__ = ["make_app", "contextlib"]

@@ -1,0 +1,110 @@
+"""Setting up a call: the leg and the upstream in parallel, then the session joins them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import aiohttp
+
+from . import policy
+from .config import Config, Profile
+from .errors import ApiError
+from .ids import new_id
+from .legs.webrtc import WebRtcLeg
+from .metrics import Metrics
+from .registry import CallInfo, LocalCalls, Registry
+from .session import CallSession
+from .tools.specs import BUILTIN_SPECS
+from .upstream.client import UpstreamConnection, UpstreamError
+
+log = logging.getLogger("gateway.calls")
+
+
+def tool_lookup(name: str) -> dict[str, Any] | None:
+    return BUILTIN_SPECS.get(name)
+
+
+class CallFactory:
+    """Builds calls. Extensions (recorder, guards, tools, dialects) register setup hooks."""
+
+    def __init__(self, config: Config, metrics: Metrics, registry: Registry, calls: LocalCalls,
+                 http: aiohttp.ClientSession) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.registry = registry
+        self.calls = calls
+        self.http = http
+        self.setup_hooks: list[Any] = []
+
+    def new_call_id(self) -> str:
+        # The owning instance is part of the id, so any instance can route to the owner.
+        return f"rtc_{self.config.server.instance_id}{new_id('', 10)[1:]}"
+
+    def base_session(self, profile: Profile) -> dict[str, Any]:
+        return policy.base_session(profile, tool_lookup)
+
+    async def connect_upstream(self, profile: Profile,
+                               session: dict[str, Any]) -> tuple[UpstreamConnection, dict[str, Any]]:
+        up = self.config.upstream
+        conn = await UpstreamConnection.connect(
+            self.http, url=up.url, model=profile.upstream_model,
+            api_key=self.config.secrets.openai_api_key.reveal(),
+            timeout_s=up.connect_timeout_s, queue_size=up.send_queue_frames,
+            on_drop=lambda: self.metrics.upstream_errors.labels("send_queue_full").inc())
+        try:
+            effective = await conn.handshake(policy.for_upstream(session), up.connect_timeout_s)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn, effective
+
+    async def start_webrtc(self, *, offer_sdp: str, profile: Profile, session: dict[str, Any],
+                           dialect: str = "ga", extra: dict[str, Any] | None = None
+                           ) -> tuple[CallSession, str]:
+        self.calls.reserve()
+        call_id = self.new_call_id()
+        call = CallSession(call_id=call_id, config=self.config, profile=profile,
+                           metrics=self.metrics, transport="webrtc", dialect=dialect,
+                           session=session, tool_lookup=tool_lookup, on_closed=self._closed)
+        media = self.config.media
+        leg = WebRtcLeg(call, max_buffer_s=media.outbound_buffer_s,
+                        max_event_bytes=media.max_event_bytes, dead_peer_s=media.dead_peer_s)
+        answer_t = asyncio.ensure_future(leg.answer(offer_sdp))
+        upstream_t = asyncio.ensure_future(self.connect_upstream(profile, session))
+        try:
+            await asyncio.wait([answer_t, upstream_t], return_when=asyncio.FIRST_EXCEPTION)
+            for t in (answer_t, upstream_t):
+                if t.done() and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+            answer = answer_t.result()
+            upstream, effective = upstream_t.result()
+        except BaseException as e:
+            self.calls.release_reservation()
+            for t in (answer_t, upstream_t):
+                t.cancel()
+            await asyncio.gather(answer_t, upstream_t, return_exceptions=True)
+            if upstream_t.done() and not upstream_t.cancelled() and upstream_t.exception() is None:
+                await upstream_t.result()[0].close()
+            await leg.close()
+            code = e.code if isinstance(e, ApiError | UpstreamError) else "internal_error"
+            self.metrics.call_setup_failures.labels("webrtc", code).inc()
+            if isinstance(e, UpstreamError):
+                log.warning("upstream unavailable at call setup: %s", e.code)
+                raise ApiError(502, e.code, "The realtime upstream is unavailable: "
+                               f"{e.message}", type_="server_error") from e
+            raise
+        for hook in self.setup_hooks:
+            hook(call, extra or {})
+        call.attach(leg, upstream, effective)
+        self.calls.add(call)
+        await self.registry.add_call(CallInfo(call_id, self.config.server.instance_id, "webrtc",
+                                              profile.name, call.stats.started_at, dialect))
+        return call, answer
+
+    async def _closed(self, call: CallSession, reason: str) -> None:
+        self.calls.remove(call.call_id)
+        with contextlib.suppress(Exception):
+            await self.registry.remove_call(call.call_id)

@@ -1,0 +1,281 @@
+"""Settings: a TOML file, then ``GATEWAY_<SECTION>_<KEY>`` environment overrides.
+
+Secrets come only from the environment and are held in :class:`Secret`, whose ``repr``
+never shows the value, so a logged config cannot leak one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import secrets
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("gateway.config")
+
+
+class Secret:
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class VadPreset:
+    threshold: float
+    prefix_padding_ms: int
+    silence_duration_ms: int
+
+    def turn_detection(self, *, create_response: bool = True,
+                       interrupt_response: bool = True) -> dict[str, Any]:
+        return {"type": "server_vad", "threshold": self.threshold,
+                "prefix_padding_ms": self.prefix_padding_ms,
+                "silence_duration_ms": self.silence_duration_ms,
+                "create_response": create_response, "interrupt_response": interrupt_response}
+
+
+VAD_PRESETS: dict[str, VadPreset] = {
+    "quiet_office": VadPreset(0.4, 200, 500),
+    "noisy_call_center": VadPreset(0.7, 400, 700),
+    "phone_line": VadPreset(0.5, 300, 600),
+}
+
+#: Session fields a profile may open to clients. Anything else is always locked.
+CHANGEABLE_FIELDS = frozenset({
+    "instructions", "voice", "speed", "turn_detection", "tools", "tool_choice",
+    "output_modalities", "transcription", "noise_reduction", "max_output_tokens", "include",
+    "truncation", "tracing",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    #: What clients see as ``model`` and may send to pick this profile.
+    model: str = "gpt-realtime"
+    aliases: tuple[str, ...] = ()
+    #: The real upstream model; never shown to a client.
+    upstream_model: str = "gpt-realtime"
+    instructions: str = "You are a helpful, concise voice assistant."
+    voice: str = "marin"
+    turn_detection: str = "quiet_office"
+    transcription_model: str | None = "gpt-4o-mini-transcribe"
+    tools: tuple[str, ...] = ()
+    client_may_change: tuple[str, ...] = ("voice", "turn_detection", "transcription",
+                                          "output_modalities", "noise_reduction")
+    recording: bool = True
+
+    def names(self) -> tuple[str, ...]:
+        return (self.model, *self.aliases)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 64 * 1024
+    max_calls: int = 200
+    demo_enabled: bool = False
+    instance_id: str = ""
+    drain_timeout_s: float = 20.0
+    log_json: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    url: str = "wss://api.openai.com/v1/realtime"
+    connect_timeout_s: float = 10.0
+    #: Caller audio is sent upstream in appends of this many ms (cost tracks message count).
+    append_ms: int = 40
+    send_queue_frames: int = 250
+
+
+@dataclass(frozen=True, slots=True)
+class TokenConfig:
+    default_ttl_s: int = 60
+    min_ttl_s: int = 10
+    max_ttl_s: int = 7200
+    single_use: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class MediaConfig:
+    #: Max agent audio buffered ahead of playback (the upstream sends faster than real time).
+    outbound_buffer_s: float = 120.0
+    #: Max data-channel message accepted from a client.
+    max_event_bytes: int = 256 * 1024
+    dead_peer_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingConfig:
+    enabled: bool = True
+    dir: str = "recordings"
+    opus_copy: bool = False
+    retention_days: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GuardConfig:
+    idle_prompt_s: float = 15.0
+    idle_hangup_s: float = 30.0
+    max_call_s: float = 3600.0
+    dead_mic_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    openai_api_key: Secret = field(default_factory=lambda: Secret(""))
+    api_keys: tuple[Secret, ...] = ()
+    admin_token: Secret = field(default_factory=lambda: Secret(""))
+    token_secret: Secret = field(default_factory=lambda: Secret(""))
+    twilio_auth_token: Secret = field(default_factory=lambda: Secret(""))
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    tokens: TokenConfig = field(default_factory=TokenConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
+    guards: GuardConfig = field(default_factory=GuardConfig)
+    profiles: Mapping[str, Profile] = field(
+        default_factory=lambda: {"default": Profile(name="default")})
+    default_profile: str = "default"
+    secrets: Secrets = field(default_factory=Secrets)
+
+    def profile_for_model(self, model: str | None) -> Profile | None:
+        """The profile a client's ``model`` names; the default profile when it names none."""
+        if not model:
+            return self.profiles.get(self.default_profile)
+        for p in self.profiles.values():
+            if model in p.names() or model == p.name:
+                return p
+        return None
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerConfig, "upstream": UpstreamConfig, "tokens": TokenConfig,
+    "media": MediaConfig, "recording": RecordingConfig, "guards": GuardConfig,
+}
+#: Short names of the operator contract (DESIGN.md) -> (section, key).
+_SHORT_ENV = {
+    "GATEWAY_HOST": ("server", "host"), "GATEWAY_PORT": ("server", "port"),
+    "GATEWAY_PUBLIC_URL": ("server", "public_url"),
+    "GATEWAY_CORS_ORIGINS": ("server", "cors_origins"),
+    "GATEWAY_RECORDINGS_DIR": ("recording", "dir"),
+    "GATEWAY_UPSTREAM_URL": ("upstream", "url"),
+}
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or value == "":
+            return None
+        return _coerce(value, args[0], where)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"{where}: expected a boolean, got {value!r}")
+    if hint in (int, float, str):
+        try:
+            return hint(value)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{where}: expected {hint.__name__}, got {value!r}") from e
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return tuple(str(v) for v in value)
+    return value
+
+
+def _build(cls: type[Any], data: Mapping[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"{where}: unknown setting(s) {sorted(unknown)}")
+    return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()})
+
+
+def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    if path:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    sections: dict[str, dict[str, Any]] = {s: dict(raw.get(s, {})) for s in _SECTIONS}
+    for var, (sec, key) in _SHORT_ENV.items():
+        if var in env:
+            sections[sec][key] = env[var]
+    for var, value in env.items():
+        if not var.startswith("GATEWAY_") or var in _SHORT_ENV:
+            continue
+        rest = var[len("GATEWAY_"):].lower()
+        for sec, cls in _SECTIONS.items():
+            if rest.startswith(sec + "_"):
+                key = rest[len(sec) + 1:]
+                if key in {f.name for f in dataclasses.fields(cls)}:
+                    sections[sec][key] = value
+    built = {s: _build(cls, sections[s], s) for s, cls in _SECTIONS.items()}
+
+    profiles: dict[str, Profile] = {}
+    for name, pdata in raw.get("profiles", {}).items():
+        p = _build(Profile, {"name": name, **pdata}, f"profiles.{name}")
+        if p.turn_detection not in VAD_PRESETS and p.turn_detection != "none":
+            raise ValueError(f"profiles.{name}.turn_detection: unknown preset {p.turn_detection!r}"
+                             f" (known: {sorted(VAD_PRESETS)} or 'none')")
+        bad = set(p.client_may_change) - CHANGEABLE_FIELDS
+        if bad:
+            raise ValueError(f"profiles.{name}.client_may_change: unknown field(s) {sorted(bad)}")
+        profiles[name] = p
+    if not profiles:
+        profiles = {"default": Profile(name="default")}
+    default_profile = str(raw.get("default_profile", next(iter(profiles))))
+    if default_profile not in profiles:
+        raise ValueError(f"default_profile {default_profile!r} is not a profile")
+
+    token_secret = env.get("GATEWAY_TOKEN_SECRET", "")
+    if not token_secret:
+        token_secret = secrets.token_urlsafe(32)
+        log.warning("GATEWAY_TOKEN_SECRET is unset: tokens are signed with a random key and "
+                    "do not survive a restart or work across instances")
+    if not built["server"].instance_id:
+        built["server"] = dataclasses.replace(built["server"], instance_id=secrets.token_hex(3))
+    sec = Secrets(
+        openai_api_key=Secret(env.get("OPENAI_API_KEY", "")),
+        api_keys=tuple(Secret(k.strip()) for k in env.get("GATEWAY_API_KEYS", "").split(",")
+                       if k.strip()),
+        admin_token=Secret(env.get("GATEWAY_ADMIN_TOKEN", "")),
+        token_secret=Secret(token_secret),
+        twilio_auth_token=Secret(env.get("TWILIO_AUTH_TOKEN", "")),
+    )
+    return Config(profiles=profiles, default_profile=default_profile, secrets=sec, **built)

@@ -1,0 +1,1 @@
+"""Downstream legs: each knows its transport and nothing about the call."""

@@ -1,0 +1,210 @@
+"""The WebRTC leg: an aiortc peer, its inbound audio pump and the ``oai-events`` channel.
+
+With :mod:`gateway.legs.tracks`, the only aiortc code in the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+
+from ..audio.resample import StereoTo24kMono
+from ..errors import ApiError
+from .base import LegSink
+from .playout import Playout, QueuedFrame
+from .tracks import OutboundAudioTrack
+
+log = logging.getLogger("gateway.webrtc")
+
+MAX_PENDING_EVENTS = 512
+
+
+def check_offer(sdp: str) -> None:
+    if not sdp.lstrip().startswith("v=0"):
+        raise ApiError(400, "invalid_sdp", "The body is not an SDP offer (it must start with v=0).")
+    if "\nm=audio " not in sdp.replace("\r\n", "\n"):
+        raise ApiError(400, "invalid_sdp", "The SDP offer has no audio section (m=audio).")
+
+
+class WebRtcLeg:
+    transport = "webrtc"
+    forwards_audio_events = False
+
+    def __init__(self, sink: LegSink, *, max_buffer_s: float, max_event_bytes: int,
+                 dead_peer_s: float) -> None:
+        self._sink = sink
+        self._max_event_bytes = max_event_bytes
+        self._dead_peer_s = dead_peer_s
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.playout = Playout(max_buffer_s)
+        self._last_played: QueuedFrame | None = None
+        self.track = OutboundAudioTrack(self.playout, self._on_frame)
+        self._channel: RTCDataChannel | None = None
+        self._pending: deque[str] = deque(maxlen=MAX_PENDING_EVENTS)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._last_rtp = time.monotonic()
+        self._dead_timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_state)
+
+    async def answer(self, offer_sdp: str) -> str:
+        check_offer(offer_sdp)
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except (ValueError, KeyError, IndexError) as e:
+            raise ApiError(400, "invalid_sdp", f"The SDP offer could not be parsed: {e}.") from e
+        if not any(t.kind == "audio" for t in self.pc.getTransceivers()):
+            raise ApiError(400, "invalid_sdp", "The SDP offer has no usable audio section.")
+        self.pc.addTrack(self.track)
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        self._arm_dead_timer()
+        return str(self.pc.localDescription.sdp)
+
+    # -- inbound ------------------------------------------------------------------------
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        pump = self._pump_audio(track) if track.kind == "audio" else self._drain(track)
+        task = asyncio.create_task(pump, name=f"webrtc-{track.kind}-in")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, track: MediaStreamTrack) -> None:
+        # aiortc's remote track queue is unbounded: a track nobody reads grows forever.
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+
+    async def _pump_audio(self, track: MediaStreamTrack) -> None:
+        resampler = StereoTo24kMono()
+        try:
+            while True:
+                frame = await track.recv()
+                self._last_rtp = time.monotonic()
+                channels = len(frame.layout.channels)
+                data = frame.to_ndarray().reshape(-1)
+                self._sink.on_caller_audio(resampler.process(data, channels))
+        except MediaStreamError:
+            return
+
+    def _arm_dead_timer(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._dead_timer = loop.call_at(
+            loop.time() + self._dead_peer_s - (time.monotonic() - self._last_rtp),
+            self._check_dead)
+
+    def _check_dead(self) -> None:
+        # A deadline re-armed lazily: one timer per dead_peer_s, not one per frame.
+        if self._closed:
+            return
+        if time.monotonic() - self._last_rtp >= self._dead_peer_s:
+            self._sink.on_leg_gone("client_lost")
+        else:
+            self._arm_dead_timer()
+
+    # -- data channel -------------------------------------------------------------------
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if self._channel is not None and channel.label != "oai-events":
+            return
+        self._channel = channel
+        channel.on("message", self._on_message)
+        channel.on("close", lambda: self._sink.on_leg_gone("client_closed"))
+        if channel.readyState == "open":
+            self._flush()
+        else:
+            channel.on("open", self._flush)
+
+    def _flush(self) -> None:
+        while self._pending and self._channel is not None:
+            self._channel.send(self._pending.popleft())
+
+    def _on_message(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            self._send_error("invalid_event", "Events must be JSON text, not binary.")
+            return
+        if len(message) > self._max_event_bytes:
+            self._send_error("event_too_large",
+                             f"Event of {len(message)} bytes is over the limit of "
+                             f"{self._max_event_bytes} bytes.")
+            return
+        self._sink.on_client_text(message)
+
+    def _send_error(self, code: str, message: str) -> None:
+        from ..errors import error_event
+
+        self.send_event(error_event(code, message))
+
+    def send_event(self, event: dict[str, Any]) -> None:
+        text = json.dumps(event, separators=(",", ":"))
+        ch = self._channel
+        if ch is not None and ch.readyState == "open":
+            ch.send(text)
+        elif not self._closed:
+            self._pending.append(text)
+
+    def _on_state(self) -> None:
+        state = self.pc.connectionState
+        if state in ("failed", "closed"):
+            self._sink.on_leg_gone("client_lost" if state == "failed" else "client_closed")
+
+    # -- outbound -----------------------------------------------------------------------
+
+    def _on_frame(self, frame: QueuedFrame | None, offset_ms: float) -> None:
+        prev = self._last_played
+        self._last_played = frame
+        if frame is not None and (prev is None or prev.response_id != frame.response_id):
+            self._sink.on_playout(True, frame.response_id)
+        elif frame is None and prev is not None:
+            self._sink.on_playout(False, prev.response_id)
+        self._sink.on_agent_frame(frame, offset_ms)
+
+    def play_audio(self, pcm: bytes, item_id: str, response_id: str) -> None:
+        self.playout.push(pcm, item_id, response_id)
+
+    def end_audio(self, item_id: str) -> None:
+        self.playout.end_item(item_id)
+
+    def interrupt(self) -> tuple[str | None, float]:
+        return self.playout.clear()
+
+    def played_ms(self, item_id: str) -> float:
+        return self.playout.played_ms.get(item_id, 0.0)
+
+    @property
+    def audio_active(self) -> bool:
+        return self.playout.active or self._last_played is not None
+
+    @property
+    def outbound_started_wall(self) -> float | None:
+        return self.track.started_at_wall
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._dead_timer is not None:
+            self._dead_timer.cancel()
+        self.track.stop()
+        for t in list(self._tasks):
+            t.cancel()
+        await self.pc.close()
+        for t in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await t

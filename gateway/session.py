@@ -1,0 +1,478 @@
+"""CallSession: one call, from setup to teardown.
+
+It owns the downstream leg, the upstream connection, the recorder and every task and timer
+of the call. It knows the call and the protocol's events, nothing about transports.
+Events are routed through dispatch tables keyed by event type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import policy
+from .audio.formats import FRAME_MS, PCM_BYTES_PER_MS
+from .audio.levels import measure
+from .config import Config, Profile
+from .errors import error_event
+from .ids import new_id
+from .legs.base import Leg
+from .legs.playout import QueuedFrame
+from .metrics import Metrics
+from .upstream.client import GATEWAY_EVENT_PREFIX, UpstreamClosed, UpstreamConnection
+
+log = logging.getLogger("gateway.session")
+
+Event = dict[str, Any]
+
+#: GA client event types a client may send; anything else gets an error event.
+CLIENT_EVENT_TYPES = frozenset({
+    "session.update", "input_audio_buffer.append", "input_audio_buffer.commit",
+    "input_audio_buffer.clear", "output_audio_buffer.clear", "conversation.item.create",
+    "conversation.item.retrieve", "conversation.item.truncate", "conversation.item.delete",
+    "response.create", "response.cancel",
+})
+
+
+@dataclass
+class ItemState:
+    """What the gateway knows about one assistant item while it is spoken."""
+
+    response_id: str
+    received_ms: float = 0.0
+    transcript: str = ""
+    truncated_ms: float | None = None
+
+
+@dataclass
+class CallStats:
+    started_at: float = field(default_factory=time.time)
+    caller_audio_ms: float = 0.0
+    agent_audio_ms: float = 0.0
+    interruptions: int = 0
+
+
+class CallSession:
+    def __init__(self, *, call_id: str, config: Config, profile: Profile, metrics: Metrics,
+                 transport: str, dialect: str, session: Event,
+                 tool_lookup: policy.ToolLookup,
+                 on_closed: Callable[[CallSession, str], Awaitable[None]] | None = None) -> None:
+        self.call_id = call_id
+        self.config = config
+        self.profile = profile
+        self.metrics = metrics
+        self.transport = transport
+        self.dialect = dialect
+        self.session = session  # client-visible GA session config
+        self.session_id = new_id("sess")
+        self._tool_lookup = tool_lookup
+        self._on_closed = on_closed
+        self.stats = CallStats()
+        self.end_reason: str | None = None
+        self.leg: Leg | None = None
+        self.upstream: UpstreamConnection | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timers: list[asyncio.TimerHandle] = []
+        self._closing = False
+        self.closed = asyncio.Event()
+        self._append_buf = bytearray()
+        self._append_bytes = config.upstream.append_ms * PCM_BYTES_PER_MS
+        self._items: dict[str, ItemState] = {}
+        self.active_response: str | None = None
+        self._speech_stopped_at: float | None = None
+        self._first_frame_pending = False
+        self._response_created_at: dict[str, float] = {}
+        self._bargein_at: float | None = None
+        self.observers: list[Any] = []  # recorder, guards: see attach_observer()
+        self._upstream_handlers: dict[str, Callable[[Event], None]] = {
+            "session.created": self._drop,
+            "session.updated": self._up_session_updated,
+            "response.created": self._up_response_created,
+            "response.done": self._up_response_done,
+            "response.output_audio.delta": self._up_audio_delta,
+            "response.output_audio.done": self._up_audio_done,
+            "response.output_audio_transcript.delta": self._up_transcript_delta,
+            "response.output_audio_transcript.done": self._up_transcript_done,
+            "input_audio_buffer.speech_started": self._up_speech_started,
+            "input_audio_buffer.speech_stopped": self._up_speech_stopped,
+            "conversation.item.input_audio_transcription.completed": self._up_caller_text,
+            "error": self._up_error,
+        }
+        self._client_handlers: dict[str, Callable[[Event], None]] = {
+            "session.update": self._client_session_update,
+            "output_audio_buffer.clear": self._client_output_clear,
+            "conversation.item.create": self._client_item_create,
+        }
+        self.hooks = SessionHooks()
+
+    # -- setup --------------------------------------------------------------------------
+
+    def attach(self, leg: Leg, upstream: UpstreamConnection, effective: Event) -> None:
+        """Start the call once both legs are up. ``effective`` is upstream's session."""
+        self.leg = leg
+        self.upstream = upstream
+        self.stats.started_at = time.time()
+        self._spawn(self._upstream_reader(), "upstream-reader")
+        loop = asyncio.get_running_loop()
+        self._timers.append(loop.call_later(self.config.guards.max_call_s,
+                                            self.request_close, "max_duration"))
+        self.send_to_client({"type": "session.created", "event_id": new_id("event"),
+                             "session": self._client_session(effective)})
+        self.metrics.active_calls.labels(self.transport).inc()
+
+    def _client_session(self, upstream_session: Any) -> Event:
+        out = policy.for_client(upstream_session, self.profile)
+        # The upstream's own model name never reaches a client.
+        return out
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=f"{name}:{self.call_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- client -> gateway --------------------------------------------------------------
+
+    def send_to_client(self, event: Event) -> None:
+        if self.leg is None or self._closing:
+            return
+        events = [event]
+        for hook in self.hooks.to_client:
+            events = [out for e in events for out in hook(e)]
+        for e in events:
+            self.leg.send_event(e)
+
+    def client_error(self, code: str, message: str, *, param: str | None = None,
+                     client_event_id: str | None = None) -> None:
+        self.metrics.client_errors.labels(code).inc()
+        self.send_to_client(error_event(code, message, param=param,
+                                        client_event_id=client_event_id))
+
+    def on_client_text(self, text: str) -> None:
+        try:
+            event = json.loads(text)
+        except ValueError:
+            self.client_error("invalid_json", "The event is not valid JSON.")
+            return
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            self.client_error("invalid_event", "An event must be a JSON object with a 'type'.",
+                              param="type")
+            return
+        for hook in self.hooks.from_client:
+            converted = hook(event)
+            if converted is None:
+                return
+            event = converted
+        self.on_client_event(event)
+
+    def on_client_event(self, event: Event) -> None:
+        etype = event["type"]
+        eid = event.get("event_id") if isinstance(event.get("event_id"), str) else None
+        if etype not in CLIENT_EVENT_TYPES:
+            self.client_error("unknown_event_type", f"Unknown event type '{etype}'.",
+                              param="type", client_event_id=eid)
+            return
+        handler = self._client_handlers.get(etype)
+        if handler is not None:
+            handler(event)
+        elif self.upstream is not None:
+            self.upstream.send(event)
+
+    def _client_session_update(self, event: Event) -> None:
+        eid = event.get("event_id")
+        try:
+            new = policy.apply_update(self.session, event.get("session"), self.profile,
+                                      self._tool_lookup)
+        except policy.PolicyError as e:
+            self.client_error(e.code, e.message, param=e.param,
+                              client_event_id=eid if isinstance(eid, str) else None)
+            return
+        self.session = new
+        out: Event = {"type": "session.update", "session": policy.for_upstream(new)}
+        if isinstance(eid, str):
+            out["event_id"] = eid
+        if self.upstream is not None:
+            self.upstream.send(out)
+
+    def _client_output_clear(self, event: Event) -> None:
+        rid = self.interrupt(reason="client")
+        self.send_to_client({"type": "output_audio_buffer.cleared", "event_id": new_id("event"),
+                             "response_id": rid})
+
+    def _client_item_create(self, event: Event) -> None:
+        item = event.get("item")
+        if isinstance(item, dict) and item.get("type") == "function_call_output":
+            for hook in self.hooks.function_output_guard:
+                refusal = hook(item)
+                if refusal is not None:
+                    eid = event.get("event_id")
+                    self.client_error("tool_output_refused", refusal, param="item.call_id",
+                                      client_event_id=eid if isinstance(eid, str) else None)
+                    return
+        if self.upstream is not None:
+            self.upstream.send(event)
+
+    def on_caller_audio(self, pcm: npt.NDArray[np.int16]) -> None:
+        if self._closing:
+            return
+        t0 = time.perf_counter()
+        level = measure(pcm)
+        m = self.metrics
+        m.audio_level.labels("in").observe(level.rms_dbfs)
+        m.audio_peak.labels("in").observe(level.peak_dbfs)
+        if level.clipped:
+            m.clipped_samples.labels("in").inc(level.clipped)
+        data = pcm.tobytes()
+        self.stats.caller_audio_ms += len(pcm) / 24
+        for obs in self.hooks.caller_audio:
+            obs(data, level.rms_dbfs)
+        self._append_buf += data
+        if len(self._append_buf) >= self._append_bytes and self.upstream is not None:
+            self.upstream.send_audio(base64.b64encode(self._append_buf).decode())
+            self._append_buf.clear()
+        m.frame_seconds.labels("in").observe(time.perf_counter() - t0)
+
+    def on_agent_frame(self, frame: QueuedFrame | None, offset_ms: float) -> None:
+        if frame is None:
+            if self._bargein_at is not None:
+                self.metrics.barge_in_cutoff.observe(time.perf_counter() - self._bargein_at)
+                self._bargein_at = None
+            for obs in self.hooks.agent_audio:
+                obs(None, offset_ms)
+            return
+        self.stats.agent_audio_ms += frame.audio_ms
+        if self._first_frame_pending and self._speech_stopped_at is not None:
+            self._first_frame_pending = False
+            self.metrics.turn_latency.labels(self.transport).observe(
+                time.monotonic() - self._speech_stopped_at)
+        for obs in self.hooks.agent_audio:
+            obs(frame, offset_ms)
+
+    def on_playout(self, started: bool, response_id: str) -> None:
+        etype = "output_audio_buffer.started" if started else "output_audio_buffer.stopped"
+        self.send_to_client({"type": etype, "event_id": new_id("event"),
+                             "response_id": response_id})
+        for obs in self.hooks.playout:
+            obs(started)
+
+    def on_leg_gone(self, reason: str) -> None:
+        self.request_close(reason)
+
+    # -- upstream -> gateway ------------------------------------------------------------
+
+    async def _upstream_reader(self) -> None:
+        assert self.upstream is not None
+        try:
+            while True:
+                event = await self.upstream.recv()
+                handler = self._upstream_handlers.get(event["type"], self._forward)
+                handler(event)
+        except UpstreamClosed as e:
+            log.info("upstream closed: %s", e.message)
+            self.metrics.upstream_errors.labels(e.code).inc()
+            self.request_close("upstream_closed")
+
+    def _forward(self, event: Event) -> None:
+        for obs in self.hooks.upstream_event:
+            obs(event)
+        self.send_to_client(event)
+
+    def _drop(self, event: Event) -> None:
+        return
+
+    def _up_session_updated(self, event: Event) -> None:
+        event = dict(event)
+        event["session"] = self._client_session(event.get("session"))
+        self._forward(event)
+
+    def _up_response_created(self, event: Event) -> None:
+        rid = str((event.get("response") or {}).get("id") or "")
+        self.active_response = rid
+        self._response_created_at[rid] = time.monotonic()
+        self._forward(event)
+
+    def _up_response_done(self, event: Event) -> None:
+        resp = event.get("response") or {}
+        rid = str(resp.get("id") or "")
+        if self.active_response == rid:
+            self.active_response = None
+        self._response_created_at.pop(rid, None)
+        self._forward(event)
+
+    def _up_audio_delta(self, event: Event) -> None:
+        try:
+            pcm = base64.b64decode(event.get("delta", ""), validate=True)
+        except (binascii.Error, ValueError):
+            self.metrics.upstream_errors.labels("bad_audio_delta").inc()
+            return
+        item_id = str(event.get("item_id", ""))
+        rid = str(event.get("response_id", ""))
+        st = self._items.get(item_id)
+        if st is None:
+            st = self._items[item_id] = ItemState(rid)
+            created = self._response_created_at.get(rid)
+            if created is not None:
+                self.metrics.upstream_ttfa.observe(time.monotonic() - created)
+        st.received_ms += len(pcm) / PCM_BYTES_PER_MS
+        if self.leg is not None:
+            self.leg.play_audio(pcm, item_id, rid)
+            if self.leg.forwards_audio_events:
+                self._forward(event)
+
+    def _up_audio_done(self, event: Event) -> None:
+        if self.leg is not None:
+            self.leg.end_audio(str(event.get("item_id", "")))
+        self._forward(event)
+
+    def _up_transcript_delta(self, event: Event) -> None:
+        st = self._items.get(str(event.get("item_id", "")))
+        if st is not None:
+            st.transcript += str(event.get("delta", ""))
+        self._forward(event)
+
+    def _up_transcript_done(self, event: Event) -> None:
+        item_id = str(event.get("item_id", ""))
+        st = self._items.setdefault(item_id, ItemState(str(event.get("response_id", ""))))
+        st.transcript = str(event.get("transcript", st.transcript))
+        for obs in self.hooks.agent_text:
+            obs(item_id, st)
+        self._forward(event)
+
+    def _up_speech_started(self, event: Event) -> None:
+        if self.leg is not None and self.leg.audio_active:
+            rid = self.interrupt(reason="barge_in")
+            self.send_to_client({"type": "output_audio_buffer.cleared",
+                                 "event_id": new_id("event"), "response_id": rid})
+        self._speech_stopped_at = None
+        self._forward(event)
+
+    def _up_speech_stopped(self, event: Event) -> None:
+        self._speech_stopped_at = time.monotonic()
+        self._first_frame_pending = True
+        self._forward(event)
+
+    def _up_caller_text(self, event: Event) -> None:
+        for obs in self.hooks.caller_text:
+            obs(str(event.get("item_id", "")), str(event.get("transcript", "")))
+        self._forward(event)
+
+    def _up_error(self, event: Event) -> None:
+        err = event.get("error") or {}
+        code = str(err.get("code") or err.get("type") or "unknown")
+        self.metrics.upstream_errors.labels(code).inc()
+        ref = err.get("event_id")
+        if isinstance(ref, str) and ref.startswith(GATEWAY_EVENT_PREFIX):
+            # An error about an event the gateway itself sent (a cancel racing the
+            # upstream's own, a truncate past the end): the client never sent it.
+            log.debug("upstream refused a gateway event: %s", code)
+            return
+        self._forward(event)
+
+    # -- interruption -------------------------------------------------------------------
+
+    def interrupt(self, *, reason: str) -> str:
+        """Stop agent audio now and make the upstream remember only what was heard.
+
+        Returns the id of the response whose audio was cut ("" when none)."""
+        if self.leg is None or self.upstream is None:
+            return ""
+        self._bargein_at = time.perf_counter()
+        item, played_ms = self.leg.interrupt()
+        rid = self.active_response or ""
+        if self.active_response:
+            self.upstream.send({"type": "response.cancel",
+                                "event_id": new_id(GATEWAY_EVENT_PREFIX + "evt")})
+        if item:
+            st = self._items.get(item)
+            rid = st.response_id if st is not None else rid
+            heard = int(min(played_ms, st.received_ms if st else played_ms))
+            if st is not None:
+                st.truncated_ms = heard
+            self.upstream.send({"type": "conversation.item.truncate",
+                                "event_id": new_id(GATEWAY_EVENT_PREFIX + "evt"),
+                                "item_id": item, "content_index": 0, "audio_end_ms": heard})
+            for obs in self.hooks.interrupted:
+                obs(item, heard, st)
+        self.stats.interruptions += 1
+        self.metrics.interruptions.labels(self.transport).inc()
+        return rid
+
+    # -- teardown -----------------------------------------------------------------------
+
+    def request_close(self, reason: str) -> None:
+        if not self._closing:
+            self._spawn_closer(reason)
+
+    def _spawn_closer(self, reason: str) -> None:
+        # The closer cannot be one of the session's own tasks (close() cancels those).
+        task = asyncio.get_running_loop().create_task(self.close(reason),
+                                                      name=f"close:{self.call_id}")
+        _CLOSERS.add(task)
+        task.add_done_callback(_CLOSERS.discard)
+
+    async def close(self, reason: str) -> None:
+        """Idempotent teardown in a fixed order: intake, tasks, leg, hooks, upstream."""
+        if self._closing:
+            await self.closed.wait()
+            return
+        self._closing = True
+        self.end_reason = reason
+        for h in self._timers:
+            h.cancel()
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self.leg is not None:
+            await self.leg.close()
+        for fin in self.hooks.on_close:
+            with contextlib.suppress(Exception):
+                await fin(reason)
+        if self.upstream is not None:
+            with contextlib.suppress(Exception):
+                await self.upstream.close()
+        if self.leg is not None:
+            self.metrics.active_calls.labels(self.transport).dec()
+        self.metrics.calls_total.labels(self.transport, reason).inc()
+        self.metrics.audio_seconds.labels("in").inc(self.stats.caller_audio_ms / 1000)
+        self.metrics.audio_seconds.labels("out").inc(self.stats.agent_audio_ms / 1000)
+        if self._on_closed is not None:
+            await self._on_closed(self, reason)
+        self.closed.set()
+        log.info("call ended: %s", reason)
+
+
+_CLOSERS: set[asyncio.Task[None]] = set()
+
+
+@dataclass
+class SessionHooks:
+    """Extension points for the recorder, guards, tools and dialect translation."""
+
+    to_client: list[Callable[[Event], list[Event]]] = field(default_factory=list)
+    from_client: list[Callable[[Event], Event | None]] = field(default_factory=list)
+    function_output_guard: list[Callable[[Event], str | None]] = field(default_factory=list)
+    caller_audio: list[Callable[[bytes, float], None]] = field(default_factory=list)
+    agent_audio: list[Callable[[QueuedFrame | None, float], None]] = field(default_factory=list)
+    playout: list[Callable[[bool], None]] = field(default_factory=list)
+    upstream_event: list[Callable[[Event], None]] = field(default_factory=list)
+    caller_text: list[Callable[[str, str], None]] = field(default_factory=list)
+    agent_text: list[Callable[[str, ItemState], None]] = field(default_factory=list)
+    interrupted: list[Callable[[str, int, ItemState | None], None]] = field(default_factory=list)
+    on_close: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
+
+
+__all__ = ["FRAME_MS", "CallSession", "ItemState", "SessionHooks"]

@@ -1,0 +1,1 @@
+"""Server-side tools: their declarations (JSON schema) and their execution."""

@@ -1,0 +1,1 @@
+"""The Realtime WebSocket client (GA) and the beta <-> GA dialect translation."""

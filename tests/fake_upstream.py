@@ -1,0 +1,171 @@
+"""A scripted stand-in for OpenAI's Realtime WebSocket (which cannot be reached here).
+
+Protocol-faithful: every event it sends is validated against the ``openai`` package's GA
+server-event types before it goes out, and every event it receives against the GA client
+types. The test drives what it says (``say``) and inspects what it heard (``audio``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from aiohttp import WSMsgType, web
+
+from tests.oracle import validate_client_event, validate_server_event
+
+REAL_MODEL = "gpt-realtime-2025-08-28"
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+@dataclass
+class Conn:
+    ws: web.WebSocketResponse
+    session: dict[str, Any]
+    received: list[dict[str, Any]] = field(default_factory=list)
+    audio: bytearray = field(default_factory=bytearray)
+    active: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def send(self, event: dict[str, Any]) -> None:
+        event.setdefault("event_id", _id("event"))
+        validate_server_event(event)
+        await self.ws.send_str(json.dumps(event))
+
+
+class FakeUpstream:
+    def __init__(self) -> None:
+        self.conns: list[Conn] = []
+        self.connected = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.app = web.Application()
+        self.app.router.add_get("/v1/realtime", self._ws)
+
+    @property
+    def conn(self) -> Conn:
+        return self.conns[-1]
+
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=32 * 1024 * 1024)
+        await ws.prepare(request)
+        session = {"type": "realtime", "model": REAL_MODEL, "instructions": "default", "output_modalities": ["audio"],
+                   "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000},
+                                       "turn_detection": None},
+                             "output": {"format": {"type": "audio/pcm", "rate": 24000},
+                                        "voice": "alloy"}}}
+        conn = Conn(ws, session, headers=dict(request.headers), query=dict(request.query))
+        self.conns.append(conn)
+        await conn.send({"type": "session.created", "session": session})
+        self.connected.set()
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            ev = json.loads(msg.data)
+            validate_client_event(ev)
+            conn.received.append(ev)
+            await self._handle(conn, ev)
+        return ws
+
+    async def _handle(self, c: Conn, ev: dict[str, Any]) -> None:
+        t = ev["type"]
+        if t == "session.update":
+            for k, v in ev["session"].items():
+                c.session[k] = v
+            await c.send({"type": "session.updated", "session": c.session})
+        elif t == "input_audio_buffer.append":
+            c.audio += base64.b64decode(ev["audio"])
+        elif t == "response.cancel":
+            if c.active is None:
+                await c.send({"type": "error", "error": {
+                    "type": "invalid_request_error", "code": "response_cancel_not_active",
+                    "message": "no active response", "event_id": ev.get("event_id")}})
+            else:
+                c.cancelled.set()
+        elif t == "conversation.item.truncate":
+            await c.send({"type": "conversation.item.truncated", "item_id": ev["item_id"],
+                          "content_index": 0, "audio_end_ms": ev["audio_end_ms"]})
+
+    def say(self, pcm24: npt.NDArray[np.int16], transcript: str, chunk_ms: int = 100,
+            speed: float = 0.0) -> None:
+        """Respond with this audio; ``speed`` x real time (0: as fast as possible)."""
+        task = asyncio.ensure_future(self._respond(self.conn, pcm24.tobytes(), transcript,
+                                                   chunk_ms, speed))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def speech_started(self) -> None:
+        await self.conn.send({"type": "input_audio_buffer.speech_started", "audio_start_ms": 0,
+                              "item_id": _id("item")})
+
+    async def _respond(self, c: Conn, pcm: bytes, transcript: str, chunk_ms: int,
+                       speed: float) -> None:
+        rid, iid = _id("resp"), _id("item")
+        c.active = rid
+        c.cancelled.clear()
+        base = {"id": rid, "object": "realtime.response",
+                "output": [], "status": "in_progress"}
+        await c.send({"type": "response.created", "response": base})
+        item = {"id": iid, "type": "message", "role": "assistant", "status": "in_progress",
+                "object": "realtime.item", "content": []}
+        await c.send({"type": "response.output_item.added", "response_id": rid,
+                      "output_index": 0, "item": item})
+        await c.send({"type": "conversation.item.added", "item": item})
+        part = {"type": "audio", "transcript": ""}
+        await c.send({"type": "response.content_part.added", "response_id": rid,
+                      "item_id": iid, "output_index": 0, "content_index": 0, "part": part})
+        ids = {"response_id": rid, "item_id": iid, "output_index": 0, "content_index": 0}
+        await c.send({"type": "response.output_audio_transcript.delta", **ids,
+                      "delta": transcript})
+        step = 48 * chunk_ms
+        status = "completed"
+        for i in range(0, len(pcm), step):
+            if c.cancelled.is_set():
+                status = "cancelled"
+                break
+            await c.send({"type": "response.output_audio.delta", **ids,
+                          "delta": base64.b64encode(pcm[i:i + step]).decode()})
+            await asyncio.sleep(chunk_ms / 1000 / speed if speed else 0)
+        if status == "completed":
+            await c.send({"type": "response.output_audio.done", **ids})
+            await c.send({"type": "response.output_audio_transcript.done", **ids,
+                          "transcript": transcript})
+        done = dict(base, status=status)
+        if status == "cancelled":
+            done["status_details"] = {"type": "cancelled", "reason": "client_cancelled"}
+        c.active = None
+        await c.send({"type": "response.done", "response": done})
+
+    async def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+
+@contextlib.asynccontextmanager
+async def running_fake() -> AsyncIterator[tuple[FakeUpstream, str]]:
+    fake = FakeUpstream()
+    runner = web.AppRunner(fake.app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield fake, f"ws://127.0.0.1:{port}/v1/realtime"
+    finally:
+        await fake.close()
+        await runner.cleanup()

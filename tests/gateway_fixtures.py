@@ -1,0 +1,62 @@
+"""Starting a real gateway (and a fake or local upstream) for a test."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from gateway import config as config_mod
+from gateway.app import make_app
+
+API_KEY = "sk-gw-test-key"
+ADMIN = "admin-test-token"
+
+
+@dataclass
+class Gateway:
+    base: str
+    app: web.Application
+    http: aiohttp.ClientSession
+
+    async def mint(self, session: dict[str, object] | None = None, **body: object) -> str:
+        payload: dict[str, object] = dict(body)
+        if session is not None:
+            payload["session"] = session
+        async with self.http.post(f"{self.base}/v1/realtime/client_secrets", json=payload,
+                                  headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+            data = await r.json()
+            assert r.status == 200, data
+            return str(data["value"])
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(upstream_url: str, env: Mapping[str, str] | None = None,
+                          toml: str | None = None, tmp_path: object = None
+                          ) -> AsyncIterator[Gateway]:
+    e = {"GATEWAY_API_KEYS": API_KEY, "GATEWAY_TOKEN_SECRET": "test-secret",
+         "GATEWAY_ADMIN_TOKEN": ADMIN, "GATEWAY_UPSTREAM_URL": upstream_url,
+         "OPENAI_API_KEY": "sk-upstream-secret-never-shown", "GATEWAY_UPSTREAM_CONNECT_TIMEOUT_S": "3"}
+    e.update(env or {})
+    path = None
+    if toml is not None:
+        import pathlib
+        import tempfile
+
+        path = pathlib.Path(tempfile.mkdtemp()) / "gateway.toml"
+        path.write_text(toml)
+    cfg = config_mod.load(path, e)
+    app = make_app(cfg)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    async with aiohttp.ClientSession() as http:
+        try:
+            yield Gateway(f"http://127.0.0.1:{port}", app, http)
+        finally:
+            await runner.cleanup()
