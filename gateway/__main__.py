@@ -75,11 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "localrt":
         from .localrt.server import main as localrt_main
 
-        return localrt_main(rest)
+        return int(localrt_main(rest))
     if args.cmd == "recordings":
         from .recording.cli import main as rec_main
 
-        return rec_main(rest)
+        return int(rec_main(rest))
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return _serve(args)

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import aiohttp
 from aiohttp import web
 
+from .calls import CallFactory
 from .config import Config
 from .metrics import Metrics
 from .registry import LocalCalls, Registry
 from .tokens import TokenService
-
-if TYPE_CHECKING:
-    pass
 
 CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", Metrics)
@@ -21,4 +17,4 @@ REGISTRY = web.AppKey("registry", Registry)
 CALLS = web.AppKey("calls", LocalCalls)
 TOKENS = web.AppKey("tokens", TokenService)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
-FACTORY = web.AppKey("factory", "CallFactory")
+FACTORY = web.AppKey("factory", CallFactory)

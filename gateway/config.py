@@ -270,7 +270,7 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
                     "do not survive a restart or work across instances")
     if not built["server"].instance_id:
         built["server"] = dataclasses.replace(built["server"], instance_id=secrets.token_hex(3))
-    sec = Secrets(
+    held = Secrets(
         openai_api_key=Secret(env.get("OPENAI_API_KEY", "")),
         api_keys=tuple(Secret(k.strip()) for k in env.get("GATEWAY_API_KEYS", "").split(",")
                        if k.strip()),
@@ -278,4 +278,4 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
         token_secret=Secret(token_secret),
         twilio_auth_token=Secret(env.get("TWILIO_AUTH_TOKEN", "")),
     )
-    return Config(profiles=profiles, default_profile=default_profile, secrets=sec, **built)
+    return Config(profiles=profiles, default_profile=default_profile, secrets=held, **built)

@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from . import policy
 from .appkeys import CALLS, CONFIG, FACTORY, METRICS, TOKENS
@@ -158,10 +158,10 @@ async def read_multipart(request: web.Request) -> tuple[str, Any]:
     sdp: str | None = None
     session: Any = None
     limit = request.app[CONFIG].server.max_body_bytes
-    async for part in reader:
-        if not hasattr(part, "name"):
-            continue
-        data = await part.read(decode=False)  # type: ignore[union-attr]
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise bad_request("invalid_multipart", "Nested multipart bodies are not accepted.")
+        data = await part.read(decode=False)
         if len(data) > limit:
             raise ApiError(413, "body_too_large", "A multipart field is over the size limit.")
         if part.name == "sdp":

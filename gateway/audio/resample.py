@@ -18,7 +18,8 @@ def lowpass_taps(n_taps: int, cutoff: float) -> FloatArray:
     """Windowed-sinc low-pass; ``cutoff`` as a fraction of the sample rate (0 < c < 0.5)."""
     m = np.arange(n_taps) - (n_taps - 1) / 2
     h = 2 * cutoff * np.sinc(2 * cutoff * m) * np.blackman(n_taps)
-    return (h / h.sum()).astype(np.float32)
+    out: FloatArray = (h / h.sum()).astype(np.float32)
+    return out
 
 
 def _to_int16(x: FloatArray) -> Int16Array:

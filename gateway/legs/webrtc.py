@@ -13,6 +13,7 @@ import time
 from collections import deque
 from typing import Any
 
+import av
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -67,8 +68,10 @@ class WebRtcLeg:
         check_offer(offer_sdp)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        except (ValueError, KeyError, IndexError) as e:
-            raise ApiError(400, "invalid_sdp", f"The SDP offer could not be parsed: {e}.") from e
+        except Exception as e:  # aiortc's parser signals bad input with assert, ValueError...
+            raise ApiError(400, "invalid_sdp", "The SDP offer could not be parsed or is not "
+                           "acceptable (it needs ICE credentials, DTLS fingerprint and an "
+                           "Opus audio section).") from e
         if not any(t.kind == "audio" for t in self.pc.getTransceivers()):
             raise ApiError(400, "invalid_sdp", "The SDP offer has no usable audio section.")
         self.pc.addTrack(self.track)
@@ -96,6 +99,7 @@ class WebRtcLeg:
         try:
             while True:
                 frame = await track.recv()
+                assert isinstance(frame, av.AudioFrame)
                 self._last_rtp = time.monotonic()
                 channels = len(frame.layout.channels)
                 data = frame.to_ndarray().reshape(-1)
