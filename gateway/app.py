@@ -112,6 +112,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(*(c.close("server_shutdown") for c in live),
                              return_exceptions=True)
     await registry.close()
+    app[FACTORY].tools.close()
     await http.close()
 
 

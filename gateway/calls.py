@@ -17,14 +17,12 @@ from .legs.webrtc import WebRtcLeg
 from .metrics import Metrics
 from .registry import CallInfo, LocalCalls, Registry
 from .session import CallSession
-from .tools.specs import BUILTIN_SPECS
+from .toolrounds import ToolRounds
+from .tools.demo import DemoDb
+from .tools.registry import ToolRegistry
 from .upstream.client import UpstreamConnection, UpstreamError
 
 log = logging.getLogger("gateway.calls")
-
-
-def tool_lookup(name: str) -> dict[str, Any] | None:
-    return BUILTIN_SPECS.get(name)
 
 
 class CallFactory:
@@ -37,6 +35,8 @@ class CallFactory:
         self.registry = registry
         self.calls = calls
         self.http = http
+        self.tools = ToolRegistry(config.tools, http,
+                                  DemoDb(config.server.demo_db or ":memory:"))
         self.setup_hooks: list[Any] = []
 
     def new_call_id(self) -> str:
@@ -44,7 +44,7 @@ class CallFactory:
         return f"rtc_{self.config.server.instance_id}{new_id('', 10)[1:]}"
 
     def base_session(self, profile: Profile) -> dict[str, Any]:
-        return policy.base_session(profile, tool_lookup)
+        return policy.base_session(profile, self.tools.spec)
 
     async def connect_upstream(self, profile: Profile,
                                session: dict[str, Any]) -> tuple[UpstreamConnection, dict[str, Any]]:
@@ -68,7 +68,8 @@ class CallFactory:
         call_id = self.new_call_id()
         call = CallSession(call_id=call_id, config=self.config, profile=profile,
                            metrics=self.metrics, transport="webrtc", dialect=dialect,
-                           session=session, tool_lookup=tool_lookup, on_closed=self._closed)
+                           session=session, tool_lookup=self.tools.spec,
+                           on_closed=self._closed)
         media = self.config.media
         leg = WebRtcLeg(call, max_buffer_s=media.outbound_buffer_s,
                         max_event_bytes=media.max_event_bytes, dead_peer_s=media.dead_peer_s)
@@ -96,6 +97,8 @@ class CallFactory:
                 raise ApiError(502, e.code, "The realtime upstream is unavailable: "
                                f"{e.message}", type_="server_error") from e
             raise
+        if profile.tools:
+            ToolRounds(call, self.tools, self.metrics, profile.tools)
         for hook in self.setup_hooks:
             hook(call, extra or {})
         call.attach(leg, upstream, effective)

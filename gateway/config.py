@@ -79,13 +79,28 @@ class Profile:
     voice: str = "marin"
     turn_detection: str = "quiet_office"
     transcription_model: str | None = "gpt-4o-mini-transcribe"
-    tools: tuple[str, ...] = ()
+    tools: tuple[str, ...] = ("lookup_customer", "schedule_appointment")
     client_may_change: tuple[str, ...] = ("voice", "turn_detection", "transcription",
                                           "output_modalities", "noise_reduction")
     recording: bool = True
 
     def names(self) -> tuple[str, ...]:
         return (self.model, *self.aliases)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolConfig:
+    name: str
+    kind: str = "builtin"  # builtin | webhook | python
+    description: str = ""
+    parameters: Mapping[str, Any] | None = None
+    url: str = ""
+    target: str = ""
+    timeout_s: float = 8.0
+    auth_env: str = ""  # environment variable holding the webhook's credential
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"
+    filler_after_s: float = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +115,7 @@ class ServerConfig:
     instance_id: str = ""
     drain_timeout_s: float = 20.0
     log_json: bool = False
+    demo_db: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +181,7 @@ class Config:
         default_factory=lambda: {"default": Profile(name="default")})
     default_profile: str = "default"
     secrets: Secrets = field(default_factory=Secrets)
+    tools: Mapping[str, ToolConfig] = field(default_factory=dict)
 
     def profile_for_model(self, model: str | None) -> Profile | None:
         """The profile a client's ``model`` names; the default profile when it names none."""
@@ -175,6 +192,8 @@ class Config:
                 return p
         return None
 
+
+BUILTIN_TOOLS = frozenset({"lookup_customer", "schedule_appointment"})
 
 _SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig, "upstream": UpstreamConfig, "tokens": TokenConfig,
@@ -263,6 +282,12 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
     if default_profile not in profiles:
         raise ValueError(f"default_profile {default_profile!r} is not a profile")
 
+    tools = {name: _build(ToolConfig, {"name": name, **tdata}, f"tools.{name}")
+             for name, tdata in raw.get("tools", {}).items()}
+    for p in profiles.values():
+        for t in p.tools:
+            if t not in tools and t not in BUILTIN_TOOLS:
+                raise ValueError(f"profiles.{p.name}.tools: no tool named {t!r}")
     token_secret = env.get("GATEWAY_TOKEN_SECRET", "")
     if not token_secret:
         token_secret = secrets.token_urlsafe(32)
@@ -278,4 +303,5 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
         token_secret=Secret(token_secret),
         twilio_auth_token=Secret(env.get("TWILIO_AUTH_TOKEN", "")),
     )
-    return Config(profiles=profiles, default_profile=default_profile, secrets=held, **built)
+    return Config(profiles=profiles, default_profile=default_profile, secrets=held, tools=tools,
+                  **built)

@@ -265,6 +265,12 @@ class CallSession:
         for obs in self.hooks.playout:
             obs(started)
 
+    def note(self, kind: str, **fields: Any) -> None:
+        """A transcript-worthy moment (tool call, filler, idle prompt...) for observers."""
+        offset_ms = (time.time() - self.stats.started_at) * 1000
+        for obs in self.hooks.notes:
+            obs(kind, offset_ms, fields)
+
     def on_leg_gone(self, reason: str) -> None:
         self.request_close(reason)
 
@@ -372,6 +378,8 @@ class CallSession:
         self.metrics.upstream_errors.labels(code).inc()
         ref = err.get("event_id")
         if isinstance(ref, str) and ref.startswith(GATEWAY_EVENT_PREFIX):
+            for obs in self.hooks.upstream_event:
+                obs(event)
             # An error about an event the gateway itself sent (a cancel racing the
             # upstream's own, a truncate past the end): the client never sent it.
             log.debug("upstream refused a gateway event: %s", code)
@@ -473,6 +481,7 @@ class SessionHooks:
     agent_text: list[Callable[[str, ItemState], None]] = field(default_factory=list)
     interrupted: list[Callable[[str, int, ItemState | None], None]] = field(default_factory=list)
     on_close: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
+    notes: list[Callable[[str, float, dict[str, Any]], None]] = field(default_factory=list)
 
 
 __all__ = ["FRAME_MS", "CallSession", "ItemState", "SessionHooks"]

@@ -68,16 +68,10 @@ def session_from_request(config: Config, factory: Any, session: Any) -> tuple[Pr
     requested = {k: v for k, v in session.items() if k != "model"}
     try:
         effective = policy.apply_update(factory.base_session(profile), requested, profile,
-                                        factory_tool_lookup(factory))
+                                        factory.tools.spec)
     except policy.PolicyError as e:
         raise ApiError(400, e.code, e.message, param=e.param) from e
     return profile, effective
-
-
-def factory_tool_lookup(factory: Any) -> policy.ToolLookup:
-    from .calls import tool_lookup
-
-    return tool_lookup
 
 
 def ttl_from(config: Config, expires_after: Any) -> int:

@@ -14,6 +14,8 @@ from collections import deque
 from typing import Any
 
 import av
+import numpy as np
+import numpy.typing as npt
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
@@ -102,7 +104,7 @@ class WebRtcLeg:
                 assert isinstance(frame, av.AudioFrame)
                 self._last_rtp = time.monotonic()
                 channels = len(frame.layout.channels)
-                data = frame.to_ndarray().reshape(-1)
+                data: npt.NDArray[np.int16] = frame.to_ndarray().reshape(-1)  # type: ignore[assignment]
                 self._sink.on_caller_audio(resampler.process(data, channels))
         except MediaStreamError:
             return
