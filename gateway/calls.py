@@ -17,6 +17,7 @@ from .legs.webrtc import WebRtcLeg
 from .metrics import Metrics
 from .registry import CallInfo, LocalCalls, Registry
 from .session import CallSession
+from .guards import CallGuards
 from .toolrounds import ToolRounds
 from .tools.demo import DemoDb
 from .tools.registry import ToolRegistry
@@ -99,6 +100,7 @@ class CallFactory:
             raise
         if profile.tools:
             ToolRounds(call, self.tools, self.metrics, profile.tools)
+        CallGuards(call, self.config.guards, ask_on_dead_mic=profile.ask_on_dead_mic)
         for hook in self.setup_hooks:
             hook(call, extra or {})
         call.attach(leg, upstream, effective)

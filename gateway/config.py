@@ -83,6 +83,8 @@ class Profile:
     client_may_change: tuple[str, ...] = ("voice", "turn_detection", "transcription",
                                           "output_modalities", "noise_reduction")
     recording: bool = True
+    #: When the caller's microphone goes silent, the agent asks whether they can hear it.
+    ask_on_dead_mic: bool = True
 
     def names(self) -> tuple[str, ...]:
         return (self.model, *self.aliases)

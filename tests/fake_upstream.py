@@ -50,6 +50,7 @@ class FakeUpstream:
     def __init__(self) -> None:
         self.conns: list[Conn] = []
         self.connected = asyncio.Event()
+        self.created: list[dict[str, Any]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = web.Application()
         self.app.router.add_get("/v1/realtime", self._ws)
@@ -94,6 +95,17 @@ class FakeUpstream:
                     "message": "no active response", "event_id": ev.get("event_id")}})
             else:
                 c.cancelled.set()
+        elif t == "response.create":
+            if c.active is not None:
+                await c.send({"type": "error", "error": {
+                    "type": "invalid_request_error",
+                    "code": "conversation_already_has_active_response",
+                    "message": "active response in progress", "event_id": ev.get("event_id")}})
+            else:
+                self.created.append(ev)
+                words = str((ev.get("response") or {}).get("instructions") or "okay")
+                tone = (4000 * np.sin(np.arange(7200) / 24000 * 2 * np.pi * 600)).astype(np.int16)
+                self._spawn(self._respond(c, tone.tobytes(), words, 100, 4.0))
         elif t == "conversation.item.truncate":
             await c.send({"type": "conversation.item.truncated", "item_id": ev["item_id"],
                           "content_index": 0, "audio_end_ms": ev["audio_end_ms"]})
@@ -101,8 +113,10 @@ class FakeUpstream:
     def say(self, pcm24: npt.NDArray[np.int16], transcript: str, chunk_ms: int = 100,
             speed: float = 0.0) -> None:
         """Respond with this audio; ``speed`` x real time (0: as fast as possible)."""
-        task = asyncio.ensure_future(self._respond(self.conn, pcm24.tobytes(), transcript,
-                                                   chunk_ms, speed))
+        self._spawn(self._respond(self.conn, pcm24.tobytes(), transcript, chunk_ms, speed))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
