@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from . import ops, signaling
+from . import ops, signaling, signaling_ws
 from .appkeys import CALLS, CONFIG, FACTORY, HTTP, METRICS, REGISTRY, TOKENS
 from .calls import CallFactory
 from .config import Config
@@ -130,6 +130,7 @@ def make_app(config: Config, *, metrics: Metrics | None = None) -> web.Applicati
     app.cleanup_ctx.append(_resources)
     app.cleanup_ctx.append(_loop_lag)
     app.add_routes(signaling.routes)
+    app.add_routes(signaling_ws.routes)
     app.add_routes(ops.routes)
     return app
 

@@ -8,11 +8,15 @@ import logging
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from . import policy
 from .config import Config, Profile
 from .errors import ApiError
 from .ids import new_id
+from .dialects import attach_beta
+from .legs.base import Leg
+from .legs.websocket import WebSocketLeg
 from .legs.webrtc import WebRtcLeg
 from .metrics import Metrics
 from .registry import CallInfo, LocalCalls, Registry
@@ -98,16 +102,60 @@ class CallFactory:
                 raise ApiError(502, e.code, "The realtime upstream is unavailable: "
                                f"{e.message}", type_="server_error") from e
             raise
+        await self._join(call, leg, upstream, effective, extra or {})
+        return call, answer
+
+    async def _join(self, call: CallSession, leg: Leg, upstream: UpstreamConnection,
+                    effective: dict[str, Any], extra: dict[str, Any]) -> None:
+        """Everything after both legs are up, the same for every transport."""
+        profile = call.profile
+        if call.dialect == "beta":
+            attach_beta(call)
         if profile.tools:
             ToolRounds(call, self.tools, self.metrics, profile.tools)
         CallGuards(call, self.config.guards, ask_on_dead_mic=profile.ask_on_dead_mic)
         for hook in self.setup_hooks:
-            hook(call, extra or {})
+            hook(call, extra)
         call.attach(leg, upstream, effective)
         self.calls.add(call)
-        await self.registry.add_call(CallInfo(call_id, self.config.server.instance_id, "webrtc",
-                                              profile.name, call.stats.started_at, dialect))
-        return call, answer
+        await self.registry.add_call(CallInfo(call.call_id, self.config.server.instance_id,
+                                              call.transport, profile.name,
+                                              call.stats.started_at, call.dialect))
+
+    async def run_websocket(self, request: web.Request, *, profile: Profile,
+                            session: dict[str, Any], dialect: str,
+                            extra: dict[str, Any] | None = None) -> web.WebSocketResponse:
+        """Serve one Realtime WebSocket call until the client or the upstream ends it."""
+        self.calls.reserve()
+        call = CallSession(call_id=self.new_call_id(), config=self.config, profile=profile,
+                           metrics=self.metrics, transport="websocket", dialect=dialect,
+                           session=session, tool_lookup=self.tools.spec,
+                           on_closed=self._closed)
+        try:
+            upstream, effective = await self.connect_upstream(profile, session)
+        except UpstreamError as e:
+            self.calls.release_reservation()
+            self.metrics.call_setup_failures.labels("websocket", e.code).inc()
+            raise ApiError(502, e.code, f"The realtime upstream is unavailable: {e.message}",
+                           type_="server_error") from e
+        except BaseException:
+            self.calls.release_reservation()
+            raise
+        ws = web.WebSocketResponse(protocols=("realtime",), heartbeat=30.0,
+                                   max_msg_size=20 * 1024 * 1024)
+        try:
+            await ws.prepare(request)
+        except BaseException:
+            self.calls.release_reservation()
+            await upstream.close()
+            raise
+        leg = WebSocketLeg(ws, call, max_event_bytes=self.config.media.max_ws_event_bytes)
+        await self._join(call, leg, upstream, effective, extra or {})
+        try:
+            await leg.run()
+        finally:
+            await call.close(call.end_reason or "client_closed")
+        return ws
 
     async def _closed(self, call: CallSession, reason: str) -> None:
         self.calls.remove(call.call_id)

@@ -72,7 +72,13 @@ class Profile:
     name: str
     #: What clients see as ``model`` and may send to pick this profile.
     model: str = "gpt-realtime"
-    aliases: tuple[str, ...] = ()
+    #: Other model names that pick this profile: clients keep whatever model string their
+    #: code already sends (GA names and the retired beta preview names).
+    aliases: tuple[str, ...] = (
+        "gpt-realtime-2025-08-28", "gpt-realtime-mini", "gpt-4o-realtime-preview",
+        "gpt-4o-realtime-preview-2024-10-01", "gpt-4o-realtime-preview-2024-12-17",
+        "gpt-4o-realtime-preview-2025-06-03", "gpt-4o-mini-realtime-preview",
+        "gpt-4o-mini-realtime-preview-2024-12-17")
     #: The real upstream model; never shown to a client.
     upstream_model: str = "gpt-realtime"
     instructions: str = "You are a helpful, concise voice assistant."
@@ -143,6 +149,8 @@ class MediaConfig:
     outbound_buffer_s: float = 120.0
     #: Max data-channel message accepted from a client.
     max_event_bytes: int = 256 * 1024
+    #: WebSocket clients send audio as events: room for large appends.
+    max_ws_event_bytes: int = 16 * 1024 * 1024
     dead_peer_s: float = 10.0
 
 

@@ -113,6 +113,7 @@ class CallSession:
             "session.update": self._client_session_update,
             "output_audio_buffer.clear": self._client_output_clear,
             "conversation.item.create": self._client_item_create,
+            "input_audio_buffer.append": self._client_append,
         }
         self.hooks = SessionHooks()
 
@@ -168,12 +169,11 @@ class CallSession:
             self.client_error("invalid_event", "An event must be a JSON object with a 'type'.",
                               param="type")
             return
+        events = [event]
         for hook in self.hooks.from_client:
-            converted = hook(event)
-            if converted is None:
-                return
-            event = converted
-        self.on_client_event(event)
+            events = [out for e in events for out in hook(e)]
+        for e in events:
+            self.on_client_event(e)
 
     def on_client_event(self, event: Event) -> None:
         etype = event["type"]
@@ -221,6 +221,27 @@ class CallSession:
                     return
         if self.upstream is not None:
             self.upstream.send(event)
+
+    def _client_append(self, event: Event) -> None:
+        eid = event.get("event_id") if isinstance(event.get("event_id"), str) else None
+        audio = event.get("audio")
+        try:
+            if not isinstance(audio, str):
+                raise ValueError
+            pcm = base64.b64decode(audio, validate=True)
+        except (binascii.Error, ValueError):
+            self.client_error("invalid_audio", "input_audio_buffer.append needs 'audio' as "
+                              "base64 PCM16.", param="audio", client_event_id=eid)
+            return
+        if len(pcm) % 2:
+            self.client_error("invalid_audio", "PCM16 audio must have an even number of bytes.",
+                              param="audio", client_event_id=eid)
+            return
+        if len(pcm) > 15 * 1024 * 1024:
+            self.client_error("audio_too_large", "One append may carry at most 15 MiB.",
+                              param="audio", client_event_id=eid)
+            return
+        self.on_caller_audio(np.frombuffer(pcm, dtype="<i2"))
 
     def on_caller_audio(self, pcm: npt.NDArray[np.int16]) -> None:
         if self._closing:
@@ -471,7 +492,7 @@ class SessionHooks:
     """Extension points for the recorder, guards, tools and dialect translation."""
 
     to_client: list[Callable[[Event], list[Event]]] = field(default_factory=list)
-    from_client: list[Callable[[Event], Event | None]] = field(default_factory=list)
+    from_client: list[Callable[[Event], list[Event]]] = field(default_factory=list)
     function_output_guard: list[Callable[[Event], str | None]] = field(default_factory=list)
     caller_audio: list[Callable[[bytes, float], None]] = field(default_factory=list)
     agent_audio: list[Callable[[QueuedFrame | None, float], None]] = field(default_factory=list)
