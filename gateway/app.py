@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from . import ops, signaling, signaling_ws
+from . import demo, ops, signaling, signaling_ws
 from .appkeys import CALLS, CONFIG, FACTORY, HTTP, METRICS, REGISTRY, TOKENS
 from .calls import CallFactory
 from .config import Config
@@ -132,6 +132,7 @@ def make_app(config: Config, *, metrics: Metrics | None = None) -> web.Applicati
     app.add_routes(signaling.routes)
     app.add_routes(signaling_ws.routes)
     app.add_routes(ops.routes)
+    demo.setup(app)
     return app
 
 

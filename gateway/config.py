@@ -216,6 +216,7 @@ _SHORT_ENV = {
     "GATEWAY_CORS_ORIGINS": ("server", "cors_origins"),
     "GATEWAY_RECORDINGS_DIR": ("recording", "dir"),
     "GATEWAY_UPSTREAM_URL": ("upstream", "url"),
+    "GATEWAY_DEMO_ENABLED": ("server", "demo_enabled"),
 }
 
 
