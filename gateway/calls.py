@@ -77,7 +77,9 @@ class CallFactory:
                            on_closed=self._closed)
         media = self.config.media
         leg = WebRtcLeg(call, max_buffer_s=media.outbound_buffer_s,
-                        max_event_bytes=media.max_event_bytes, dead_peer_s=media.dead_peer_s)
+                        max_event_bytes=media.max_event_bytes, dead_peer_s=media.dead_peer_s,
+                        stats_observer=self._observe_stats,
+                        stats_interval_s=media.stats_interval_s)
         answer_t = asyncio.ensure_future(leg.answer(offer_sdp))
         upstream_t = asyncio.ensure_future(self.connect_upstream(profile, session))
         try:
@@ -156,6 +158,15 @@ class CallFactory:
         finally:
             await call.close(call.end_reason or "client_closed")
         return ws
+
+    def _observe_stats(self, lost: int, jitter: float | None, rtt: float | None) -> None:
+        m = self.metrics
+        if lost:
+            m.webrtc_packets_lost.inc(lost)
+        if jitter is not None:
+            m.webrtc_jitter.observe(jitter)
+        if rtt is not None:
+            m.webrtc_rtt.observe(rtt)
 
     async def _closed(self, call: CallSession, reason: str) -> None:
         self.calls.remove(call.call_id)

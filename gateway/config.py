@@ -152,6 +152,8 @@ class MediaConfig:
     #: WebSocket clients send audio as events: room for large appends.
     max_ws_event_bytes: int = 16 * 1024 * 1024
     dead_peer_s: float = 10.0
+    #: How often WebRTC quality (loss, jitter, RTT) is sampled for the metrics.
+    stats_interval_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,8 +78,8 @@ class Metrics:
             "gateway_upstream_reconnects_total", "Upstream reconnects", ["reason"], registry=r)
         self.client_errors = Counter(
             "gateway_client_errors_total", "Error events sent to clients", ["code"], registry=r)
-        self.webrtc_packets_lost = Gauge(
-            "gateway_webrtc_inbound_packets_lost", "Inbound RTP packets lost, summed over live calls",
+        self.webrtc_packets_lost = Counter(
+            "gateway_webrtc_inbound_packets_lost", "Inbound RTP packets lost (from RTCP stats)",
             registry=r)
         self.webrtc_jitter = Histogram(
             "gateway_webrtc_jitter_seconds", "Inbound RTP interarrival jitter (per stats sample)",

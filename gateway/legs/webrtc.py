@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import av
@@ -35,6 +36,9 @@ log = logging.getLogger("gateway.webrtc")
 
 MAX_PENDING_EVENTS = 512
 
+#: (packets lost since the last sample, jitter s, round-trip time s) -> None
+StatsObserver = Callable[[int, float | None, float | None], None]
+
 
 def check_offer(sdp: str) -> None:
     if not sdp.lstrip().startswith("v=0"):
@@ -48,7 +52,11 @@ class WebRtcLeg:
     forwards_audio_events = False
 
     def __init__(self, sink: LegSink, *, max_buffer_s: float, max_event_bytes: int,
-                 dead_peer_s: float) -> None:
+                 dead_peer_s: float, stats_observer: StatsObserver | None = None,
+                 stats_interval_s: float = 5.0) -> None:
+        self._stats_observer = stats_observer
+        self._stats_interval = stats_interval_s
+        self._lost_seen = 0
         self._sink = sink
         self._max_event_bytes = max_event_bytes
         self._dead_peer_s = dead_peer_s
@@ -80,7 +88,27 @@ class WebRtcLeg:
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         self._arm_dead_timer()
+        if self._stats_observer is not None:
+            task = asyncio.create_task(self._stats_loop(), name="webrtc-stats")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return str(self.pc.localDescription.sdp)
+
+    async def _stats_loop(self) -> None:
+        """Sample RTCP-derived quality every few seconds for the metrics."""
+        assert self._stats_observer is not None
+        while True:
+            await asyncio.sleep(self._stats_interval)
+            report = await self.pc.getStats()
+            lost, jitter, rtt = 0, None, None
+            for s in report.values():
+                if s.type == "inbound-rtp" and s.kind == "audio":
+                    lost += int(s.packetsLost or 0)
+                    jitter = float(s.jitter or 0) / 48000  # RTP clock units -> seconds
+                elif s.type == "remote-inbound-rtp" and s.kind == "audio":
+                    rtt = float(s.roundTripTime)
+            delta, self._lost_seen = max(0, lost - self._lost_seen), max(lost, self._lost_seen)
+            self._stats_observer(delta, jitter, rtt)
 
     # -- inbound ------------------------------------------------------------------------
 
