@@ -104,10 +104,10 @@ class CallFactory:
                 raise ApiError(502, e.code, "The realtime upstream is unavailable: "
                                f"{e.message}", type_="server_error") from e
             raise
-        await self._join(call, leg, upstream, effective, extra or {})
+        await self.join(call, leg, upstream, effective, extra or {})
         return call, answer
 
-    async def _join(self, call: CallSession, leg: Leg, upstream: UpstreamConnection,
+    async def join(self, call: CallSession, leg: Leg, upstream: UpstreamConnection,
                     effective: dict[str, Any], extra: dict[str, Any]) -> None:
         """Everything after both legs are up, the same for every transport."""
         profile = call.profile
@@ -152,7 +152,7 @@ class CallFactory:
             await upstream.close()
             raise
         leg = WebSocketLeg(ws, call, max_event_bytes=self.config.media.max_ws_event_bytes)
-        await self._join(call, leg, upstream, effective, extra or {})
+        await self.join(call, leg, upstream, effective, extra or {})
         try:
             await leg.run()
         finally:

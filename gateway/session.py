@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import policy
-from .audio.formats import FRAME_MS, PCM_BYTES_PER_MS
+from .audio.formats import FRAME_MS, WireFormat, bytes_per_ms
 from .audio.levels import measure
 from .config import Config, Profile
 from .errors import error_event
@@ -87,7 +87,9 @@ class CallSession:
         self._closing = False
         self.closed = asyncio.Event()
         self._append_buf = bytearray()
-        self._append_bytes = config.upstream.append_ms * PCM_BYTES_PER_MS
+        #: The upstream's audio format (PCM 24 kHz, or G.711 passed through for phones).
+        self.wire_format: WireFormat = _wire_format(session)
+        self._append_bytes = config.upstream.append_ms * bytes_per_ms(self.wire_format)
         self._items: dict[str, ItemState] = {}
         self.active_response: str | None = None
         self._speech_stopped_at: float | None = None
@@ -243,7 +245,10 @@ class CallSession:
             return
         self.on_caller_audio(np.frombuffer(pcm, dtype="<i2"))
 
-    def on_caller_audio(self, pcm: npt.NDArray[np.int16]) -> None:
+    def on_caller_audio(self, pcm: npt.NDArray[np.int16], wire: bytes | None = None) -> None:
+        """Caller audio as PCM16 24 kHz (levels, recording); ``wire`` is the same audio in
+        the upstream's format when the leg already has it (µ-law from a phone), so it is
+        passed through untouched."""
         if self._closing:
             return
         t0 = time.perf_counter()
@@ -257,7 +262,7 @@ class CallSession:
         self.stats.caller_audio_ms += len(pcm) / 24
         for obs in self.hooks.caller_audio:
             obs(data, level.rms_dbfs)
-        self._append_buf += data
+        self._append_buf += wire if wire is not None else data
         if len(self._append_buf) >= self._append_bytes and self.upstream is not None:
             self.upstream.send_audio(base64.b64encode(self._append_buf).decode())
             self._append_buf.clear()
@@ -350,7 +355,7 @@ class CallSession:
             created = self._response_created_at.get(rid)
             if created is not None:
                 self.metrics.upstream_ttfa.observe(time.monotonic() - created)
-        st.received_ms += len(pcm) / PCM_BYTES_PER_MS
+        st.received_ms += len(pcm) / bytes_per_ms(self.wire_format)
         if self.leg is not None:
             self.leg.play_audio(pcm, item_id, rid)
             if self.leg.forwards_audio_events:
@@ -485,6 +490,12 @@ class CallSession:
 
 
 _CLOSERS: set[asyncio.Task[None]] = set()
+
+
+def _wire_format(session: Event) -> WireFormat:
+    fmt = ((session.get("audio") or {}).get("input") or {}).get("format") or {}
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    return kind if kind in ("audio/pcmu", "audio/pcma") else "audio/pcm"
 
 
 @dataclass

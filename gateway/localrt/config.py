@@ -1,0 +1,39 @@
+"""Engine settings: one frozen dataclass, defaults tuned for a 2-core dev machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: What the session object reports: nobody may mistake this engine for OpenAI.
+MODEL_NAME = "local-offline"
+
+#: The SDK docstring's limit for one ``input_audio_buffer.append``.
+MAX_APPEND_BYTES = 15 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    #: Audio deltas leave at most this many times faster than real time, after an initial
+    #: ``output_lead_ms`` burst. OpenAI also generates faster than playback but not instantly;
+    #: pacing keeps a response "active" long enough for barge-in to mean something.
+    #: 0 disables pacing (everything as fast as TTS allows).
+    output_pace: float = 2.0
+    output_lead_ms: int = 1000
+    #: Size of one ``response.output_audio.delta``. Cost tracks the number of messages, so
+    #: bigger is cheaper; 100 ms keeps pacing smooth.
+    output_chunk_ms: int = 100
+    #: Silero instances loaded at start-up (one per live session; more are built on demand).
+    vad_prewarm: int = 2
+    #: onnxruntime threads per piper synthesis (None: onnxruntime's default, one per core).
+    tts_threads: int | None = 1
+    #: A domain hypothesis whose posterior is below this is re-decoded with the generic LM,
+    #: and the better-scoring of the two wins.
+    asr_fallback_below: float = 0.2
+    #: Client events other than session.update before the first session.update are refused
+    #: (issue 3, "bad input"); set False to start from the defaults as OpenAI does.
+    require_session_update: bool = True
+    #: Bound on queued input work per session (appended chunks waiting for VAD/ASR).
+    input_queue_chunks: int = 256
+    #: Bound on queued outbound events per session.
+    outbox_events: int = 256
+    max_append_bytes: int = MAX_APPEND_BYTES

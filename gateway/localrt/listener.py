@@ -1,0 +1,157 @@
+"""One session's input side: wire audio -> 16 kHz -> silero turn edges -> streaming ASR.
+
+Synchronous and single-threaded by design: the session drives it from its own worker thread,
+one call at a time, so audio, VAD and recogniser state never race. Positions are 16 kHz
+samples since the session's first audio; milliseconds are derived from them (a sample is
+1/16 ms), matching OpenAI's "ms since the first audio written to the buffer".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .asr import Recognizer, Utterance
+from .audioio import ANALYSIS_RATE, InputDecoder, Samples
+from .sessionconfig import TurnDetection, WireFormat
+from .vad import WINDOW, Scorer, SpeechGate
+
+SAMPLES_PER_MS = ANALYSIS_RATE // 1000
+#: A commit needs at least this much audio (OpenAI's rule; less is "commit_empty").
+MIN_COMMIT_MS = 100
+#: Audio kept for prefix padding and for committing a buffer that was never in speech.
+RING_SECONDS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    audio_start_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStopped:
+    audio_start_ms: int
+    audio_end_ms: int
+    utterance: Utterance
+
+
+ListenEvent = SpeechStarted | SpeechStopped
+
+
+class Ring:
+    """The last ``capacity`` samples, addressed by absolute position."""
+
+    def __init__(self, capacity: int) -> None:
+        self._data = np.zeros(capacity, dtype=np.int16)
+        self.end = 0  # absolute position one past the newest sample
+
+    @property
+    def start(self) -> int:
+        return max(0, self.end - len(self._data))
+
+    def write(self, samples: Samples) -> None:
+        cap = len(self._data)
+        keep = samples[-cap:]
+        at = (self.end + len(samples) - len(keep)) % cap
+        first = min(len(keep), cap - at)
+        self._data[at:at + first] = keep[:first]
+        self._data[:len(keep) - first] = keep[first:]
+        self.end += len(samples)
+
+    def read(self, begin: int, end: int) -> Samples:
+        begin = max(begin, self.start)
+        if end <= begin:
+            return np.zeros(0, dtype=np.int16)
+        cap = len(self._data)
+        idx = np.arange(begin, end) % cap
+        return self._data[idx]
+
+
+class Listener:
+    def __init__(self, scorer: Scorer, recognizer: Recognizer) -> None:
+        self.scorer = scorer
+        self._gate = SpeechGate(scorer)
+        self._rec = recognizer
+        self._ring = Ring(RING_SECONDS * ANALYSIS_RATE)
+        self._decoder = InputDecoder("audio/pcm")
+        self._td: TurnDetection | None = None
+        self._committed_upto = 0  # the input buffer is [committed_upto, position)
+        self._utt_start = 0
+
+    @property
+    def position(self) -> int:
+        return self._ring.end
+
+    @property
+    def in_speech(self) -> bool:
+        return self._gate.in_speech
+
+    def configure(self, fmt: WireFormat, td: TurnDetection | None) -> None:
+        if fmt != self._decoder.format:
+            self._decoder = InputDecoder(fmt)
+        if (td is None) != (self._td is None):
+            self._rec.abandon()  # switching VAD on or off starts the buffer afresh
+            self._gate.reset_turn()
+            self._committed_upto = self.position
+        self._td = td
+        if td is not None:
+            self._gate.configure(td.threshold, td.silence_ms)
+
+    def push(self, wire: bytes) -> list[ListenEvent]:
+        samples = self._decoder.decode(wire)
+        events: list[ListenEvent] = []
+        for i in range(0, len(samples), WINDOW):
+            events.extend(self._push_piece(samples[i:i + WINDOW]))
+        return events
+
+    def _push_piece(self, piece: Samples) -> list[ListenEvent]:
+        self._ring.write(piece)
+        if self._td is None:  # manual turns: everything since the last commit is one utterance
+            if not self._rec.active:
+                self._rec.start()
+                self._rec.feed(self._ring.read(self._committed_upto, self.position))
+            else:
+                self._rec.feed(piece)
+            return []
+        was_in_speech = self._gate.in_speech
+        edges = self._gate.push(piece)
+        events: list[ListenEvent] = []
+        for edge in edges:
+            if edge.kind == "start":
+                pad = self._td.prefix_padding_ms * SAMPLES_PER_MS
+                self._utt_start = max(edge.sample - pad, self._committed_upto, self._ring.start)
+                self._rec.start()
+                self._rec.feed(self._ring.read(self._utt_start, self.position))
+                events.append(SpeechStarted(self._utt_start // SAMPLES_PER_MS))
+            else:
+                if was_in_speech:
+                    self._rec.feed(piece)
+                utt = self._rec.finish()
+                self._committed_upto = self.position
+                events.append(SpeechStopped(self._utt_start // SAMPLES_PER_MS,
+                                            edge.sample // SAMPLES_PER_MS, utt))
+        if not edges and self._gate.in_speech:
+            self._rec.feed(piece)
+        return events
+
+    def buffered_ms(self) -> int:
+        return (self.position - self._committed_upto) // SAMPLES_PER_MS
+
+    def commit(self) -> tuple[int, Utterance] | None:
+        """A manual commit: (audio_start_ms, utterance), or None under 100 ms of audio."""
+        if self.buffered_ms() < MIN_COMMIT_MS:
+            return None
+        start = self._utt_start if self._gate.in_speech else self._committed_upto
+        if not self._rec.active:
+            self._rec.start()
+            self._rec.feed(self._ring.read(self._committed_upto, self.position))
+        utt = self._rec.finish()
+        self._gate.reset_turn()
+        self._committed_upto = self.position
+        return start // SAMPLES_PER_MS, utt
+
+    def clear(self) -> None:
+        self._rec.abandon()
+        self._gate.reset_turn()
+        self._committed_upto = self.position

@@ -1,0 +1,176 @@
+"""``/admin/recordings``: list, metadata, audio (HTTP Range), transcript, delete.
+
+Behind ``Authorization: Bearer <admin token>`` (compared in constant time). With no admin
+token configured every route answers 503, so recordings are never served unauthenticated by
+mistake. Errors are OpenAI-shaped (``gateway.errors.ApiError``). File I/O runs in threads;
+audio goes out through ``web.FileResponse`` (Range, If-Range, HEAD).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import ApiError, bad_request
+from .layout import AUDIO_OPUS, AUDIO_WAV, TRANSCRIPT, iso_utc, parse_time
+from .store import (
+    InvalidCallId,
+    InvalidQuery,
+    RecordingInProgress,
+    RecordingNotFound,
+    RecordingStore,
+)
+
+RECORDINGS_ROOT = web.AppKey("recordings_root", Path)
+RECORDINGS_STORE = web.AppKey("recordings_store", RecordingStore)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+audit = logging.getLogger("gateway.audit")
+
+_AUDIO_FORMATS = {"wav": (AUDIO_WAV, "audio/wav"), "opus": (AUDIO_OPUS, "audio/ogg")}
+
+
+def add_routes(app: web.Application, *, root: Path, admin_token: str | None) -> None:
+    """Mount the recordings API on ``app``; ``admin_token`` None or empty disables it (503)."""
+    app[RECORDINGS_ROOT] = root
+    app[RECORDINGS_STORE] = RecordingStore(root)
+    digest = hashlib.sha256(admin_token.encode()).digest() if admin_token else None
+
+    def guarded(handler: Handler) -> Handler:
+        async def wrapper(request: web.Request) -> web.StreamResponse:
+            try:
+                _authorize(request, digest)
+                return await handler(request)
+            except ApiError as err:
+                return err.response()
+        return wrapper
+
+    app.router.add_get("/admin/recordings", guarded(_list))
+    app.router.add_get("/admin/recordings/{id}", guarded(_metadata))
+    app.router.add_delete("/admin/recordings/{id}", guarded(_delete))
+    app.router.add_get("/admin/recordings/{id}/audio", guarded(_audio))
+    app.router.add_get("/admin/recordings/{id}/transcript", guarded(_transcript))
+
+
+def _authorize(request: web.Request, digest: bytes | None) -> None:
+    if digest is None:
+        raise ApiError(503, "admin_api_disabled", "admin API disabled", type_="server_error")
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("missing admin token: send Authorization: Bearer <admin token>")
+    if not hmac.compare_digest(hashlib.sha256(token.strip().encode()).digest(), digest):
+        raise _unauthorized("invalid admin token")
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "invalid_admin_token", message,
+                    headers={"WWW-Authenticate": 'Bearer realm="gateway-admin"'})
+
+
+async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a store call in a thread, mapping its errors to API errors."""
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    except InvalidCallId as exc:
+        raise bad_request("invalid_recording_id", str(exc), "id") from exc
+    except InvalidQuery as exc:
+        raise bad_request("invalid_query", str(exc), exc.param) from exc
+    except RecordingNotFound as exc:
+        raise ApiError(404, "recording_not_found", "no such recording", param="id") from exc
+    except RecordingInProgress as exc:
+        raise ApiError(409, "recording_in_progress",
+                       "recording is not finalized yet", param="id") from exc
+
+
+def _store(request: web.Request) -> RecordingStore:
+    return request.app[RECORDINGS_STORE]
+
+
+def _who(request: web.Request) -> str:
+    return f"admin@{request.remote or 'unknown'}"
+
+
+def _public(meta: dict[str, Any]) -> dict[str, Any]:
+    return {"object": "recording", "id": meta.get("call_id"), **meta}
+
+
+async def _list(request: web.Request) -> web.StreamResponse:
+    q = request.query
+    times: dict[str, float | None] = {}
+    for param in ("from", "to"):
+        raw = q.get(param)
+        try:
+            times[param] = parse_time(raw) if raw else None
+        except ValueError as exc:
+            raise bad_request("invalid_query", f"{param}: ISO 8601 or unix seconds",
+                              param) from exc
+    try:
+        limit = int(q.get("limit", "100"))
+    except ValueError as exc:
+        raise bad_request("invalid_query", "limit must be an integer", "limit") from exc
+    page = await _call(_store(request).list_recordings, start=times["from"], end=times["to"],
+                       caller=q.get("caller") or None, agent=q.get("agent") or None,
+                       limit=limit, cursor=q.get("cursor") or None)
+    data = [_public(m) for m in page.data]
+    return web.json_response({
+        "object": "list", "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": page.has_more, "next_cursor": page.next_cursor,
+    })
+
+
+async def _metadata(request: web.Request) -> web.StreamResponse:
+    meta = await _call(_store(request).get, request.match_info["id"])
+    return web.json_response(_public(meta))
+
+
+async def _delete(request: web.Request) -> web.StreamResponse:
+    call_id = request.match_info["id"]
+    await _call(_store(request).delete, call_id, who=_who(request), reason="admin api")
+    return web.json_response({"id": call_id, "object": "recording.deleted", "deleted": True})
+
+
+async def _audio(request: web.Request) -> web.StreamResponse:
+    call_id = request.match_info["id"]
+    fmt = request.query.get("format", "wav")
+    if fmt not in _AUDIO_FORMATS:
+        raise bad_request("invalid_query", "format must be wav or opus", "format")
+    name, ctype = _AUDIO_FORMATS[fmt]
+    path = await _call(_store(request).file, call_id, name)
+    _access(request, call_id, name)
+    return web.FileResponse(path, headers={
+        "Content-Type": ctype, "Cache-Control": "no-store",
+        "Content-Disposition": f'attachment; filename="{call_id}.{fmt}"'})
+
+
+async def _transcript(request: web.Request) -> web.StreamResponse:
+    call_id = request.match_info["id"]
+    store = _store(request)
+    want_json = (request.query.get("format") == "json"
+                 or "application/json" in request.headers.get("Accept", ""))
+    if want_json:
+        lines = await _call(store.transcript, call_id)
+        _access(request, call_id, TRANSCRIPT)
+        return web.json_response({"object": "list", "data": lines})
+    path = await _call(store.file, call_id, TRANSCRIPT)
+    _access(request, call_id, TRANSCRIPT)
+    return web.FileResponse(path, headers={"Content-Type": "application/x-ndjson",
+                                           "Cache-Control": "no-store"})
+
+
+def _access(request: web.Request, call_id: str, name: str) -> None:
+    """Reads are logged too: compliance wants to know who listened."""
+    audit.info("audit action=read_recording call_id=%s file=%s who=%s when=%s range=%s",
+               call_id, name, _who(request), iso_utc(time.time()),
+               request.headers.get("Range", "-"),
+               extra={"audit": {"action": "read_recording", "call_id": call_id, "file": name,
+                                "who": _who(request)}})
