@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import subprocess
 import sys
 from typing import IO
@@ -17,9 +16,8 @@ from .logs import setup_logging
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from .app import make_app
+    from .lifecycle import serve
 
     setup_logging(json_lines=os.environ.get("GATEWAY_SERVER_LOG_JSON", "") in ("1", "true"))
     log = logging.getLogger("gateway")
@@ -32,16 +30,14 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         cfg = config_mod.load(args.config, env)
         app = make_app(cfg)
-        log.info("gateway on http://%s:%d (demo %s)", cfg.server.host, cfg.server.port,
-                  "on" if cfg.server.demo_enabled else "off")
-        web.run_app(app, host=cfg.server.host, port=cfg.server.port, print=None,
-                    handle_signals=True, shutdown_timeout=cfg.server.drain_timeout_s)
+        log.info("demo page %s", f"on at http://{cfg.server.host}:{cfg.server.port}/"
+                 if cfg.server.demo_enabled else "off")
+        return asyncio.run(serve(app, cfg))
     finally:
         if engine is not None:
             engine.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 engine.wait(5)
-    return 0
 
 
 def _start_local_engine(port: int) -> tuple[subprocess.Popen[str], str]:
@@ -89,4 +85,3 @@ if __name__ == "__main__":
     with contextlib.suppress(KeyboardInterrupt):
         raise SystemExit(main())
 
-_ = (asyncio, signal)

@@ -1,0 +1,71 @@
+"""Serving with a graceful drain.
+
+On SIGTERM/SIGINT the gateway keeps listening but stops taking calls (``/readyz`` 503, new
+calls 503 + ``Retry-After``), lets live calls finish for up to ``drain_timeout_s``, then says
+a short goodbye on the calls still up, ends them (recordings are finalized by each call's
+close) and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from .appkeys import CALLS
+from .config import Config
+from .ids import new_id
+
+log = logging.getLogger("gateway.lifecycle")
+GOODBYE = "Say a short goodbye: the line is about to close for maintenance."
+GOODBYE_S = 4.0
+
+
+async def drain(app: web.Application, timeout_s: float) -> None:
+    calls = app[CALLS]
+    calls.draining = True
+    log.info("draining: %d live call(s), up to %.0f s", len(calls), timeout_s)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while len(calls) and loop.time() < deadline:
+        waits = [asyncio.ensure_future(c.closed.wait()) for c in calls]  # type: ignore[attr-defined]
+        _, pending = await asyncio.wait(waits, timeout=deadline - loop.time(),
+                                        return_when=asyncio.FIRST_COMPLETED)
+        for w in pending:
+            w.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    live = list(calls)
+    if not live:
+        return
+    for call in live:
+        up = getattr(call, "upstream", None)
+        if up is not None:
+            if getattr(call, "active_response", None) is not None:
+                up.send({"type": "response.cancel", "event_id": new_id("gw_evt")})
+            up.send({"type": "response.create", "event_id": new_id("gw_evt"), "response": {
+                "instructions": GOODBYE, "metadata": {"gateway": "drain"}}})
+    await asyncio.sleep(GOODBYE_S)
+    await asyncio.gather(*(c.close("server_shutdown") for c in live), return_exceptions=True)
+
+
+async def serve(app: web.Application, config: Config) -> int:
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.server.host, config.server.port)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("gateway listening on http://%s:%d", config.server.host, config.server.port)
+    try:
+        await stop.wait()
+        await drain(app, config.server.drain_timeout_s)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+    log.info("gateway stopped")
+    return 0
