@@ -15,6 +15,7 @@ from .appkeys import CALLS, CONFIG, FACTORY, HTTP, METRICS, REGISTRY, TOKENS
 from .calls import CallFactory
 from .config import Config
 from .errors import ApiError
+from .legs import twilio
 from .metrics import Metrics
 from .registry import LocalCalls, MemoryRegistry
 from .tokens import TokenService
@@ -132,6 +133,7 @@ def make_app(config: Config, *, metrics: Metrics | None = None) -> web.Applicati
     app.add_routes(signaling.routes)
     app.add_routes(signaling_ws.routes)
     app.add_routes(ops.routes)
+    app.add_routes(twilio.routes)
     demo.setup(app)
     return app
 

@@ -159,6 +159,27 @@ class CallFactory:
             await call.close(call.end_reason or "client_closed")
         return ws
 
+    async def resume_webrtc(self, *, resume_token: str, offer_sdp: str) -> tuple[CallSession, str]:
+        """A caller whose connection dropped comes back: a new peer joins the held call."""
+        call = self.calls.by_resume_token(resume_token)
+        if not isinstance(call, CallSession) or call._closing:
+            raise ApiError(404, "call_not_found", "No held call for this resume token; it "
+                           "ended or the grace period passed.")
+        media = self.config.media
+        leg = WebRtcLeg(call, max_buffer_s=media.outbound_buffer_s,
+                        max_event_bytes=media.max_event_bytes, dead_peer_s=media.dead_peer_s,
+                        stats_observer=self._observe_stats,
+                        stats_interval_s=media.stats_interval_s)
+        try:
+            answer = await leg.answer(offer_sdp)
+        except BaseException:
+            await leg.close()
+            raise
+        if call.leg is not None:  # resumed before the drop was noticed: replace the old peer
+            call.suspend()
+        call.resume(leg)
+        return call, answer
+
     def _observe_stats(self, lost: int, jitter: float | None, rtt: float | None) -> None:
         m = self.metrics
         if lost:

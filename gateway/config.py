@@ -151,7 +151,10 @@ class MediaConfig:
     max_event_bytes: int = 256 * 1024
     #: WebSocket clients send audio as events: room for large appends.
     max_ws_event_bytes: int = 16 * 1024 * 1024
-    dead_peer_s: float = 10.0
+    #: No RTP for this long: the caller's connection is lost (the call is then held).
+    dead_peer_s: float = 4.0
+    #: How long a call whose caller dropped is kept for a resume.
+    resume_grace_s: float = 30.0
     #: How often WebRTC quality (loss, jitter, RTT) is sampled for the metrics.
     stats_interval_s: float = 5.0
 

@@ -93,7 +93,7 @@ class CallGuards:
 
     # -- activity -------------------------------------------------------------------------
 
-    def _on_caller_audio(self, pcm: bytes, rms_dbfs: float) -> None:
+    def _on_caller_audio(self, pcm: bytes, rms_dbfs: float, offset_ms: float) -> None:
         self._last_frame = time.monotonic()
         if rms_dbfs > DIGITAL_SILENCE_DBFS:
             self.dead_mic.touch()

@@ -124,6 +124,12 @@ class LocalCalls:
     def get(self, call_id: str) -> Closable | None:
         return self._calls.get(call_id)
 
+    def by_resume_token(self, token: str) -> Closable | None:
+        for call in self._calls.values():
+            if getattr(call, "resume_token", None) == token:
+                return call
+        return None
+
     def __iter__(self) -> Iterator[Closable]:
         return iter(list(self._calls.values()))
 

@@ -118,6 +118,13 @@ class CallSession:
             "input_audio_buffer.append": self._client_append,
         }
         self.hooks = SessionHooks()
+        self.resume_token = new_id("rs_" + config.server.instance_id, 18)
+        self.suspended = False
+        self._leg_closers: set[asyncio.Task[None]] = set()
+        self._grace: asyncio.TimerHandle | None = None
+        self._agent_base_ms: float | None = None  # call time of the current leg's offset 0
+        self._caller_cursor_ms: float | None = None
+        self.caller: str | None = None
 
     # -- setup --------------------------------------------------------------------------
 
@@ -130,9 +137,54 @@ class CallSession:
         loop = asyncio.get_running_loop()
         self._timers.append(loop.call_later(self.config.guards.max_call_s,
                                             self.request_close, "max_duration"))
+        self.effective = effective
         self.send_to_client({"type": "session.created", "event_id": new_id("event"),
                              "session": self._client_session(effective)})
+        if self.transport == "webrtc":
+            self.send_to_client({"type": "gateway.call.created", "event_id": new_id("event"),
+                                 "call_id": self.call_id, "resume_token": self.resume_token})
         self.metrics.active_calls.labels(self.transport).inc()
+
+    # -- resume -------------------------------------------------------------------------
+
+    def suspend(self) -> None:
+        """The caller's connection dropped: keep the call (upstream, recording) for the
+        grace period and wait for the client to come back with its resume token."""
+        grace = self.config.media.resume_grace_s
+        if self._closing or self.suspended or grace <= 0 or self.leg is None:
+            self.request_close("client_lost")
+            return
+        self.suspended = True
+        # Nobody is listening: stop the agent and keep only what was heard.
+        if self.leg.audio_active or self.active_response:
+            self.interrupt(reason="client_lost")
+        old, self.leg = self.leg, None
+        # Not one of the cancellable tasks: a peer's close must run to its end.
+        closer = asyncio.create_task(old.close(), name=f"leg-close:{self.call_id}")
+        self._leg_closers.add(closer)
+        closer.add_done_callback(self._leg_closers.discard)
+        self.note("disconnected", text=f"caller connection lost; holding {grace:g} s")
+        self._grace = asyncio.get_running_loop().call_later(grace, self.request_close,
+                                                            "client_lost")
+
+    def resume(self, leg: Leg) -> None:
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        self.leg = leg
+        self.suspended = False
+        self._agent_base_ms = None
+        self._caller_cursor_ms = None
+        self.resume_token = new_id("rs_" + self.config.server.instance_id, 18)
+        self.metrics.upstream_reconnects.labels("client_resumed").inc()
+        self.note("reconnected", text="caller reconnected")
+        self.send_to_client({"type": "session.created", "event_id": new_id("event"),
+                             "session": self._client_session(self.effective)})
+        self.send_to_client({"type": "gateway.call.resumed", "event_id": new_id("event"),
+                             "call_id": self.call_id, "resume_token": self.resume_token})
+
+    def call_ms(self) -> float:
+        return (time.time() - self.stats.started_at) * 1000
 
     def _client_session(self, upstream_session: Any) -> Event:
         out = policy.for_client(upstream_session, self.profile)
@@ -259,9 +311,17 @@ class CallSession:
         if level.clipped:
             m.clipped_samples.labels("in").inc(level.clipped)
         data = pcm.tobytes()
-        self.stats.caller_audio_ms += len(pcm) / 24
+        frame_ms = len(pcm) / 24
+        self.stats.caller_audio_ms += frame_ms
+        # Caller audio is placed by a running cursor (no per-frame jitter), re-anchored to
+        # the wall clock when they part by over 100 ms (a gap in the media, a reconnect).
+        now_ms = self.call_ms()
+        cur = self._caller_cursor_ms
+        if cur is None or abs(now_ms - frame_ms - cur) > 100:
+            cur = max(0.0, now_ms - frame_ms)
+        self._caller_cursor_ms = cur + frame_ms
         for obs in self.hooks.caller_audio:
-            obs(data, level.rms_dbfs)
+            obs(data, level.rms_dbfs, cur)
         self._append_buf += wire if wire is not None else data
         if len(self._append_buf) >= self._append_bytes and self.upstream is not None:
             self.upstream.send_audio(base64.b64encode(self._append_buf).decode())
@@ -269,6 +329,9 @@ class CallSession:
         m.frame_seconds.labels("in").observe(time.perf_counter() - t0)
 
     def on_agent_frame(self, frame: QueuedFrame | None, offset_ms: float) -> None:
+        if self._agent_base_ms is None:
+            self._agent_base_ms = self.call_ms() - offset_ms
+        offset_ms += self._agent_base_ms
         if frame is None:
             if self._bargein_at is not None:
                 self.metrics.barge_in_cutoff.observe(time.perf_counter() - self._bargein_at)
@@ -298,7 +361,10 @@ class CallSession:
             obs(kind, offset_ms, fields)
 
     def on_leg_gone(self, reason: str) -> None:
-        self.request_close(reason)
+        if reason == "client_lost" and self.transport == "webrtc":
+            self.suspend()
+        else:
+            self.request_close(reason)
 
     # -- upstream -> gateway ------------------------------------------------------------
 
@@ -463,6 +529,8 @@ class CallSession:
         self.end_reason = reason
         for h in self._timers:
             h.cancel()
+        if self._grace is not None:
+            self._grace.cancel()
         current = asyncio.current_task()
         tasks = [t for t in self._tasks if t is not current]
         for t in tasks:
@@ -472,13 +540,15 @@ class CallSession:
                 await t
         if self.leg is not None:
             await self.leg.close()
+        if self._leg_closers:
+            await asyncio.gather(*self._leg_closers, return_exceptions=True)
         for fin in self.hooks.on_close:
             with contextlib.suppress(Exception):
                 await fin(reason)
         if self.upstream is not None:
             with contextlib.suppress(Exception):
                 await self.upstream.close()
-        if self.leg is not None:
+        if self.upstream is not None:  # attach() counted it
             self.metrics.active_calls.labels(self.transport).dec()
         self.metrics.calls_total.labels(self.transport, reason).inc()
         self.metrics.audio_seconds.labels("in").inc(self.stats.caller_audio_ms / 1000)
@@ -505,7 +575,7 @@ class SessionHooks:
     to_client: list[Callable[[Event], list[Event]]] = field(default_factory=list)
     from_client: list[Callable[[Event], list[Event]]] = field(default_factory=list)
     function_output_guard: list[Callable[[Event], str | None]] = field(default_factory=list)
-    caller_audio: list[Callable[[bytes, float], None]] = field(default_factory=list)
+    caller_audio: list[Callable[[bytes, float, float], None]] = field(default_factory=list)
     agent_audio: list[Callable[[QueuedFrame | None, float], None]] = field(default_factory=list)
     playout: list[Callable[[bool], None]] = field(default_factory=list)
     upstream_event: list[Callable[[Event], None]] = field(default_factory=list)

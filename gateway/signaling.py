@@ -122,6 +122,11 @@ async def create_call(request: web.Request) -> web.Response:
     config = app[CONFIG]
     token = bearer(request)
     ctype = request.content_type
+    if ctype == "application/sdp" and token.startswith("rs_"):
+        call, answer = await app[FACTORY].resume_webrtc(resume_token=token,
+                                                        offer_sdp=await read_sdp(request))
+        return web.Response(status=201, text=answer, content_type="application/sdp",
+                            headers={"Location": f"/v1/realtime/calls/{call.call_id}"})
     if ctype == "application/sdp":
         tokens = app[TOKENS]
         if not tokens.looks_like_token(token):

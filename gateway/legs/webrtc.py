@@ -35,6 +35,7 @@ from .tracks import OutboundAudioTrack
 log = logging.getLogger("gateway.webrtc")
 
 MAX_PENDING_EVENTS = 512
+SETUP_TIMEOUT_S = 15.0
 
 #: (packets lost since the last sample, jitter s, round-trip time s) -> None
 StatsObserver = Callable[[int, float | None, float | None], None]
@@ -68,6 +69,7 @@ class WebRtcLeg:
         self._pending: deque[str] = deque(maxlen=MAX_PENDING_EVENTS)
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_rtp = time.monotonic()
+        self._got_rtp = False
         self._dead_timer: asyncio.TimerHandle | None = None
         self._closed = False
         self.pc.on("track", self._on_track)
@@ -131,23 +133,33 @@ class WebRtcLeg:
                 frame = await track.recv()
                 assert isinstance(frame, av.AudioFrame)
                 self._last_rtp = time.monotonic()
+                if not self._got_rtp:
+                    self._got_rtp = True
+                    if self._dead_timer is not None:  # from the setup allowance to the
+                        self._dead_timer.cancel()     # steady-state deadline
+                        self._arm_dead_timer()
                 channels = len(frame.layout.channels)
                 data: npt.NDArray[np.int16] = frame.to_ndarray().reshape(-1)  # type: ignore[assignment]
                 self._sink.on_caller_audio(resampler.process(data, channels))
         except MediaStreamError:
             return
 
+    def _limit(self) -> float:
+        # Before the first packet, ICE and DTLS are still setting up: allow them longer.
+        return self._dead_peer_s if self._got_rtp else max(self._dead_peer_s, SETUP_TIMEOUT_S)
+
     def _arm_dead_timer(self) -> None:
         loop = asyncio.get_running_loop()
         self._dead_timer = loop.call_at(
-            loop.time() + self._dead_peer_s - (time.monotonic() - self._last_rtp),
+            loop.time() + self._limit() - (time.monotonic() - self._last_rtp),
             self._check_dead)
 
     def _check_dead(self) -> None:
         # A deadline re-armed lazily: one timer per dead_peer_s, not one per frame.
         if self._closed:
             return
-        if time.monotonic() - self._last_rtp >= self._dead_peer_s:
+        if time.monotonic() - self._last_rtp >= self._limit():
+            self._dead_timer = None
             self._sink.on_leg_gone("client_lost")
         else:
             self._arm_dead_timer()
@@ -159,11 +171,15 @@ class WebRtcLeg:
             return
         self._channel = channel
         channel.on("message", self._on_message)
-        channel.on("close", lambda: self._sink.on_leg_gone("client_closed"))
+        channel.on("close", self._on_channel_close)
         if channel.readyState == "open":
             self._flush()
         else:
             channel.on("open", self._flush)
+
+    def _on_channel_close(self) -> None:
+        if not self._closed:  # our own close() is not the client hanging up
+            self._sink.on_leg_gone("client_closed")
 
     def _flush(self) -> None:
         while self._pending and self._channel is not None:
@@ -195,7 +211,7 @@ class WebRtcLeg:
 
     def _on_state(self) -> None:
         state = self.pc.connectionState
-        if state in ("failed", "closed"):
+        if state in ("failed", "closed") and not self._closed:
             self._sink.on_leg_gone("client_lost" if state == "failed" else "client_closed")
 
     # -- outbound -----------------------------------------------------------------------

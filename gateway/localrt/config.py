@@ -26,9 +26,11 @@ class EngineConfig:
     vad_prewarm: int = 2
     #: onnxruntime threads per piper synthesis (None: onnxruntime's default, one per core).
     tts_threads: int | None = 1
-    #: A domain hypothesis whose posterior is below this is re-decoded with the generic LM,
-    #: and the better-scoring of the two wins.
-    asr_fallback_below: float = 0.2
+    #: Generic-LM decoders (~90 MB each) streaming alongside the domain decoder, one per
+    #: speaker talking at the same moment; past that, low-scoring turns are re-decoded.
+    asr_generic_decoders: int = 2
+    #: Without a parallel generic pass, a domain transcript scoring at least this is kept.
+    asr_accept_score: float = 0.5
     #: Client events other than session.update before the first session.update are refused
     #: (issue 3, "bad input"); set False to start from the defaults as OpenAI does.
     require_session_update: bool = True

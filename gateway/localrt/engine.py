@@ -24,7 +24,8 @@ class Engine:
         self.config = config or EngineConfig()
         t0 = time.perf_counter()
         self.voice = Voice(self.config.tts_threads)
-        self.asr = AsrModels(domain_sentences(), self.config.asr_fallback_below)
+        self.asr = AsrModels(domain_sentences(), self.config.asr_generic_decoders,
+                             self.config.asr_accept_score)
         self.vads = SileroPool(self.config.vad_prewarm)
         self._warm_up()
         log.info("local engine ready in %.2f s", time.perf_counter() - t0)

@@ -138,18 +138,22 @@ class Listener:
     def buffered_ms(self) -> int:
         return (self.position - self._committed_upto) // SAMPLES_PER_MS
 
-    def commit(self) -> tuple[int, Utterance] | None:
-        """A manual commit: (audio_start_ms, utterance), or None under 100 ms of audio."""
+    def commit(self) -> Utterance | None:
+        """A manual commit of the whole buffer; None under 100 ms of audio."""
         if self.buffered_ms() < MIN_COMMIT_MS:
             return None
-        start = self._utt_start if self._gate.in_speech else self._committed_upto
         if not self._rec.active:
             self._rec.start()
             self._rec.feed(self._ring.read(self._committed_upto, self.position))
         utt = self._rec.finish()
         self._gate.reset_turn()
         self._committed_upto = self.position
-        return start // SAMPLES_PER_MS, utt
+        return utt
+
+    def close(self) -> Scorer:
+        """Let go of the decoders; the caller returns the scorer to its pool."""
+        self._rec.close()
+        return self.scorer
 
     def clear(self) -> None:
         self._rec.abandon()

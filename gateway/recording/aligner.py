@@ -9,8 +9,8 @@ channel's audio so far ends):
 - first chunk, or ``e`` above ``GAP`` (2 frames): a real gap, filled with silence so a new
   talk spurt starts at its offset. One offset carries one delivery's jitter, so for its next
   ``SETTLE`` chunks the spurt is re-anchored on the *mean* offset of its chunks so far, by
-  growing or shrinking that silence, which is still unwritten (``ready`` holds back
-  ``HOLD_BACK``): a +-15 ms jitter leaves the start ~3 ms off instead of up to 15.
+  growing or shrinking that silence, which is kept unwritten meanwhile (``ready`` stops
+  ``GAP`` before a settling spurt): a +-15 ms jitter leaves the start ~3 ms off, not 15.
 - otherwise the chunk continues the stream at the cursor, whatever its offset says: a
   delivery jitter below a frame neither inserts nor drops anything. ``e`` feeds an
   exponential average (about 16 chunks) of the channel's error against the clock, which
@@ -41,8 +41,6 @@ SAMPLES_PER_MS = SAMPLE_RATE / 1000
 GAP = 2 * FRAME_SAMPLES
 #: Chunks over which a new talk spurt's start is averaged.
 SETTLE = 10
-#: Samples kept unwritten behind the slower channel, so a settling spurt can still move.
-HOLD_BACK = (SETTLE + 2) * FRAME_SAMPLES
 #: Average error (samples) worth correcting at the next quiet chunk (8 ms).
 SOFT = 8 * SAMPLES_PER_MS
 #: Average lag corrected immediately, quiet or not (16 ms).
@@ -87,6 +85,7 @@ class Channel:
         self._started = False
         # The silence before the current spurt while it settles, and the spurt's error sum.
         self._gap: _Silence | None = None
+        self._spurt_start = 0
         self._settle_sum = 0.0
         self._settle_n = 0
 
@@ -100,6 +99,7 @@ class Channel:
             self._started = True
             self.stats.gap_samples += max(e, 0)
             self._gap = self._silence(max(e, 0))
+            self._spurt_start = self.cursor
             self._settle_sum, self._settle_n = 0.0, 1
             self._error = 0.0
         elif self._gap is not None and not self._gap.taken:
@@ -123,6 +123,7 @@ class Channel:
         if shift:
             self._gap.n += shift
             self.cursor += shift
+            self._spurt_start += shift
             self.stats.gap_samples += shift
             self._settle_sum -= shift * self._settle_n
         if self._settle_n >= SETTLE:
@@ -142,6 +143,13 @@ class Channel:
             self._error += k
             pcm = pcm[k:]
         return pcm
+
+    @property
+    def stable(self) -> int:
+        """Where the audio can no longer move: just before a spurt that is still settling."""
+        if self._gap is not None and not self._gap.taken:
+            return self._spurt_start - GAP
+        return self.cursor
 
     def fill_to(self, position: int) -> None:
         """Silence up to ``position`` (a forced fill: nothing came for this stretch)."""
@@ -207,9 +215,10 @@ class StereoAligner:
             ch.fill_to(position)
 
     def ready(self, *, final: bool = False) -> int:
-        """Samples both channels have passed (less ``HOLD_BACK`` unless final), not yet taken."""
-        back = 0 if final else HOLD_BACK
-        return max(0, min(ch.cursor for ch in self.channels) - back - self.committed)
+        """Samples both channels have passed for good (``final``: passed at all), not taken."""
+        if final:
+            return min(ch.cursor for ch in self.channels) - self.committed
+        return max(0, min(ch.stable for ch in self.channels) - self.committed)
 
     def take(self, n: int) -> Samples:
         """The next ``n`` (<= ready()) stereo sample frames, interleaved, shape ``(n, 2)``."""

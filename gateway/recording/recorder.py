@@ -36,6 +36,8 @@ QUEUE_ITEMS = 2048
 LINE_SLACK = 1024
 #: Size a transcript line is charged for in the byte budget (they are small and rare).
 LINE_BYTES = 256
+#: A call's start further than this from "now" when recording starts is probably a bug.
+STARTED_AT_SANE_S = 300.0
 
 
 class TranscriptKind(StrEnum):
@@ -90,6 +92,11 @@ class CallRecorder:
         """
         if not valid_call_id(call_id):
             raise ValueError(f"invalid call id {call_id!r}")
+        if abs(time.time() - started_at) > STARTED_AT_SANE_S:
+            # Offsets count from started_at, and the writer fills silence up to the wall
+            # clock: a start hours off would write hours of silence.
+            log.warning("recording %s: started_at is %.0f s from now", call_id,
+                        time.time() - started_at)
         rec = cls(directory=call_dir(root, call_id, started_at), call_id=call_id,
                   started_at=started_at, metadata=metadata, opus_copy=opus_copy,
                   on_bytes=on_bytes, on_error=on_error, queue_bytes=queue_bytes,
@@ -138,7 +145,9 @@ class CallRecorder:
             return
         self._closing = True
         end_offset_ms = (time.monotonic() - self._mono0) * 1000
-        self._mb.put(Close(end_offset_ms, end_reason, dict(extra), self._drop_summary()))
+        dropped = self._drop_summary()
+        del dropped["after_close"]  # always 0 here; the property keeps counting
+        self._mb.put(Close(end_offset_ms, end_reason, dict(extra), dropped))
 
     async def wait_closed(self) -> None:
         """Wait until the files are final. Never raises for a disk error (see ``errors``)."""

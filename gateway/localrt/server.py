@@ -1,0 +1,132 @@
+"""The engine's HTTP side: ``/v1/realtime`` (WebSocket, GA dialect) and ``/healthz``.
+
+Reached exactly like OpenAI: ``ws://HOST:PORT/v1/realtime?model=X`` with any
+``Authorization: Bearer`` (it is a local dev server; nothing is checked). The model in the
+query is logged and otherwise ignored: sessions report ``model: "local-offline"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from .config import EngineConfig
+from .engine import Engine
+from .session import Session
+
+log = logging.getLogger(__name__)
+
+CONFIG_KEY = web.AppKey("localrt_config", EngineConfig)
+ENGINE_KEY = web.AppKey("localrt_engine", Engine)
+SESSIONS_KEY: web.AppKey[set[Session]] = web.AppKey("localrt_sessions")
+
+#: A 15 MiB append is ~20 MiB of base64 in JSON; larger frames would close the socket
+#: instead of earning the client an error event.
+MAX_FRAME_BYTES = 32 * 1024 * 1024
+
+
+def make_app(config: EngineConfig | None = None, *,
+             engine: Engine | None = None) -> web.Application:
+    """The engine as an aiohttp app. Models load at start-up (in a thread), once, unless an
+    already loaded ``engine`` is passed in (tests share one across apps)."""
+    app = web.Application()
+    app[CONFIG_KEY] = config or (engine.config if engine else EngineConfig())
+    app[SESSIONS_KEY] = set()
+    app.cleanup_ctx.append(_engine_ctx(engine))
+    app.on_shutdown.append(_close_sessions)
+    app.router.add_get("/v1/realtime", _realtime)
+    app.router.add_get("/healthz", _healthz)
+    return app
+
+
+def _engine_ctx(engine: Engine | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if engine is not None:
+            app[ENGINE_KEY] = engine
+            yield
+            return
+        loaded = await asyncio.to_thread(Engine, app[CONFIG_KEY])
+        app[ENGINE_KEY] = loaded
+        try:
+            yield
+        finally:
+            loaded.close()
+
+    return ctx
+
+
+async def _close_sessions(app: web.Application) -> None:
+    sessions: set[Session] = app[SESSIONS_KEY]
+    for session in list(sessions):
+        await session.close()
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def _realtime(request: web.Request) -> web.StreamResponse:
+    ws = web.WebSocketResponse(protocols=("realtime",), max_msg_size=MAX_FRAME_BYTES,
+                               compress=False)
+    if not ws.can_prepare(request).ok:
+        body = {"error": {"type": "invalid_request_error", "code": "websocket_required",
+                          "message": "Connect with a WebSocket upgrade.", "param": None}}
+        return web.json_response(body, status=400, dumps=json.dumps)
+    await ws.prepare(request)
+    app = request.app
+    session = Session(ws, app[ENGINE_KEY], app[CONFIG_KEY])
+    log.info("session %s opened (model requested: %s)", session.id,
+             request.query.get("model", "-"))
+    app[SESSIONS_KEY].add(session)
+    try:
+        await session.run()
+    finally:
+        app[SESSIONS_KEY].discard(session)
+        log.info("session %s closed", session.id)
+    return ws
+
+
+async def serve(host: str, port: int, config: EngineConfig | None = None,
+                ready: Callable[[str], None] | None = None) -> None:
+    """Run until SIGINT/SIGTERM. ``ready`` gets the base URL once the socket listens."""
+    runner = web.AppRunner(make_app(config), handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1] if runner.addresses else port
+        url = f"http://{host}:{bound}"
+        (ready or (lambda u: print(f"localrt listening on {u}", flush=True)))(url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway localrt",
+        description="Offline stand-in for the OpenAI Realtime API (GA dialect) at /v1/realtime.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090, help="0 picks a free port")
+    parser.add_argument("--pace", type=float, default=EngineConfig().output_pace,
+                        help="audio leaves at most this many times faster than real time "
+                             "(0: unpaced)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(args.host, args.port, EngineConfig(output_pace=args.pace)))
+    except KeyboardInterrupt:
+        pass
+    return 0
