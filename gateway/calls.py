@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,6 +15,7 @@ from . import policy
 from .config import Config, Profile
 from .errors import ApiError
 from .ids import new_id
+from .call_recording import CallRecording
 from .dialects import attach_beta
 from .legs.base import Leg
 from .legs.websocket import WebSocketLeg
@@ -113,6 +115,19 @@ class CallFactory:
         profile = call.profile
         if call.dialect == "beta":
             attach_beta(call)
+        if self._should_record(profile, extra):
+            try:
+                CallRecording(call, Path(self.config.recording.dir), self.metrics,
+                              opus_copy=self.config.recording.opus_copy, metadata={
+                                  "transport": call.transport,
+                                  "caller": extra.get("caller") or call.caller,
+                                  "agent": profile.name, "model": profile.model,
+                                  "dialect": call.dialect,
+                                  "instance": self.config.server.instance_id})
+            except OSError:
+                # A full or read-only disk must not take the call down with it.
+                log.exception("recording could not start")
+                self.metrics.recording_errors.inc()
         if profile.tools:
             ToolRounds(call, self.tools, self.metrics, profile.tools)
         CallGuards(call, self.config.guards, ask_on_dead_mic=profile.ask_on_dead_mic)
@@ -123,6 +138,14 @@ class CallFactory:
         await self.registry.add_call(CallInfo(call.call_id, self.config.server.instance_id,
                                               call.transport, profile.name,
                                               call.stats.started_at, call.dialect))
+
+    def _should_record(self, profile: Profile, extra: dict[str, Any]) -> bool:
+        if not (self.config.recording.enabled and profile.recording):
+            return False
+        consent = extra.get("recording_consent")
+        if consent is False:
+            return False
+        return consent is True or not profile.recording_requires_consent
 
     async def run_websocket(self, request: web.Request, *, profile: Profile,
                             session: dict[str, Any], dialect: str,

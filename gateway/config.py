@@ -89,6 +89,8 @@ class Profile:
     client_may_change: tuple[str, ...] = ("voice", "turn_detection", "transcription",
                                           "output_modalities", "noise_reduction")
     recording: bool = True
+    #: Record only calls whose token request carried ``recording_consent: true``.
+    recording_requires_consent: bool = False
     #: When the caller's microphone goes silent, the agent asks whether they can hear it.
     ask_on_dead_mic: bool = True
 

@@ -132,7 +132,6 @@ class CallSession:
         """Start the call once both legs are up. ``effective`` is upstream's session."""
         self.leg = leg
         self.upstream = upstream
-        self.stats.started_at = time.time()
         self._spawn(self._upstream_reader(), "upstream-reader")
         loop = asyncio.get_running_loop()
         self._timers.append(loop.call_later(self.config.guards.max_call_s,

@@ -99,7 +99,12 @@ async def client_secrets(request: web.Request) -> web.Response:
     body = await read_json(request)
     ttl = ttl_from(config, body.get("expires_after"))
     profile, session = session_from_request(config, app[FACTORY], body.get("session"))
-    value, expires_at = await app[TOKENS].mint(profile=profile.name, session=session, ttl_s=ttl)
+    consent = body.get("recording_consent")
+    if consent is not None and not isinstance(consent, bool):
+        raise bad_request("invalid_type", "recording_consent must be a boolean.",
+                          "recording_consent")
+    value, expires_at = await app[TOKENS].mint(profile=profile.name, session=session, ttl_s=ttl,
+                                              extra={"recording_consent": consent})
     app[METRICS].tokens_minted.labels("ga").inc()
     shown = dict(session, id=f"sess_{value[-16:]}", object="realtime.session",
                  expires_at=expires_at)
@@ -137,17 +142,19 @@ async def create_call(request: web.Request) -> web.Response:
         if profile is None:
             raise ApiError(400, "model_not_found", "The token's agent profile no longer exists.")
         session = grant.session
+        extra = grant.extra
         offer = await read_sdp(request)
     elif ctype == "multipart/form-data":
         check_api_key(config, token)
         offer, session_req = await read_multipart(request)
         profile, session = session_from_request(config, app[FACTORY], session_req)
+        extra = {}
     else:
         raise ApiError(415, "unsupported_content_type",
                        "Send the SDP offer as application/sdp (with an ephemeral token) or "
                        "multipart/form-data with parts 'sdp' and 'session' (with an API key).")
     call, answer = await app[FACTORY].start_webrtc(offer_sdp=offer, profile=profile,
-                                                   session=session)
+                                                   session=session, extra=extra)
     return web.Response(status=201, text=answer, content_type="application/sdp",
                         headers={"Location": f"/v1/realtime/calls/{call.call_id}"})
 

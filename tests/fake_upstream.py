@@ -111,21 +111,47 @@ class FakeUpstream:
                           "content_index": 0, "audio_end_ms": ev["audio_end_ms"]})
 
     def say(self, pcm24: npt.NDArray[np.int16], transcript: str, chunk_ms: int = 100,
-            speed: float = 0.0) -> None:
-        """Respond with this audio; ``speed`` x real time (0: as fast as possible)."""
-        self._spawn(self._respond(self.conn, pcm24.tobytes(), transcript, chunk_ms, speed))
+            speed: float = 0.0, encoding: str = "pcm") -> None:
+        """Respond with this audio; ``speed`` x real time (0: as fast as possible).
+
+        ``encoding="pcmu"``: send it as a µ-law session's upstream would, G.711 µ-law at 8 kHz
+        (see :meth:`encode`)."""
+        data = self.encode(pcm24, encoding)
+        self._spawn(self._respond(self.conn, data, transcript, chunk_ms, speed,
+                                  8 if encoding == "pcmu" else 48))
+
+    @staticmethod
+    def encode(pcm24: npt.NDArray[np.int16], encoding: str = "pcm") -> bytes:
+        """The delta bytes :meth:`say` sends for this audio."""
+        if encoding == "pcm":
+            return pcm24.tobytes()
+        if encoding != "pcmu":
+            raise ValueError(f"unknown encoding {encoding!r}")
+        from gateway.audio.g711 import ulaw_encode
+        from gateway.audio.resample import down_24k_to_8k
+
+        usable = len(pcm24) - len(pcm24) % 3
+        return ulaw_encode(down_24k_to_8k().process(pcm24[:usable]))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def transcribe(self, text: str) -> None:
+        """The caller's utterance as the upstream's transcription model heard it."""
+        iid = _id("item")
+        await self.conn.send({
+            "type": "conversation.item.input_audio_transcription.completed", "item_id": iid,
+            "content_index": 0, "transcript": text,
+            "usage": {"type": "duration", "seconds": 1.0}})
+
     async def speech_started(self) -> None:
         await self.conn.send({"type": "input_audio_buffer.speech_started", "audio_start_ms": 0,
                               "item_id": _id("item")})
 
     async def _respond(self, c: Conn, pcm: bytes, transcript: str, chunk_ms: int,
-                       speed: float) -> None:
+                       speed: float, bytes_per_ms: int = 48) -> None:
         rid, iid = _id("resp"), _id("item")
         c.active = rid
         c.cancelled.clear()
@@ -143,7 +169,7 @@ class FakeUpstream:
         ids = {"response_id": rid, "item_id": iid, "output_index": 0, "content_index": 0}
         await c.send({"type": "response.output_audio_transcript.delta", **ids,
                       "delta": transcript})
-        step = 48 * chunk_ms
+        step = bytes_per_ms * chunk_ms
         status = "completed"
         for i in range(0, len(pcm), step):
             if c.cancelled.is_set():

@@ -6,6 +6,10 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
+import pathlib
+import shutil
+import tempfile
+
 import aiohttp
 from aiohttp import web
 
@@ -21,6 +25,7 @@ class Gateway:
     base: str
     app: web.Application
     http: aiohttp.ClientSession
+    recordings: pathlib.Path
 
     async def mint(self, session: dict[str, object] | None = None, **body: object) -> str:
         payload: dict[str, object] = dict(body)
@@ -40,12 +45,11 @@ async def running_gateway(upstream_url: str, env: Mapping[str, str] | None = Non
     e = {"GATEWAY_API_KEYS": API_KEY, "GATEWAY_TOKEN_SECRET": "test-secret",
          "GATEWAY_ADMIN_TOKEN": ADMIN, "GATEWAY_UPSTREAM_URL": upstream_url,
          "OPENAI_API_KEY": "sk-upstream-secret-never-shown", "GATEWAY_UPSTREAM_CONNECT_TIMEOUT_S": "3"}
+    rec_dir = tempfile.mkdtemp(prefix="gw-rec-")
+    e["GATEWAY_RECORDINGS_DIR"] = rec_dir
     e.update(env or {})
     path = None
     if toml is not None:
-        import pathlib
-        import tempfile
-
         path = pathlib.Path(tempfile.mkdtemp()) / "gateway.toml"
         path.write_text(toml)
     cfg = config_mod.load(path, e)
@@ -57,6 +61,7 @@ async def running_gateway(upstream_url: str, env: Mapping[str, str] | None = Non
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     async with aiohttp.ClientSession() as http:
         try:
-            yield Gateway(f"http://127.0.0.1:{port}", app, http)
+            yield Gateway(f"http://127.0.0.1:{port}", app, http, pathlib.Path(rec_dir))
         finally:
             await runner.cleanup()
+            shutil.rmtree(rec_dir, ignore_errors=True)
