@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -27,3 +32,38 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
     if leaked:
         names = ", ".join(sorted({t.get_coro().__qualname__ for t in leaked}))  # type: ignore[union-attr]
         pytest.fail(f"test leaked {len(leaked)} task(s): {names}")
+
+
+@pytest.fixture(scope="session")
+def local_engine_url() -> Iterator[str]:
+    """The embedded local engine, started as its own process, as `make run` does."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "localrt", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 90
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "listening on" in line:
+            break
+        if time.monotonic() > deadline:
+            break
+    else:
+        pass
+    if proc.poll() is not None or not any("listening on" in x for x in lines):
+        proc.kill()
+        raise RuntimeError("local engine did not start:\n" + "".join(lines[-30:]))
+    # Keep draining its output so the pipe never fills and blocks the engine.
+    threading.Thread(target=lambda: [None for _ in proc.stdout or []], daemon=True).start()
+    try:
+        yield f"ws://127.0.0.1:{port}/v1/realtime"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
