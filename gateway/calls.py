@@ -23,6 +23,7 @@ from .legs.webrtc import WebRtcLeg
 from .metrics import Metrics
 from .registry import CallInfo, LocalCalls, Registry
 from .session import CallSession
+from .continuity import UpstreamKeeper
 from .guards import CallGuards
 from .toolrounds import ToolRounds
 from .tools.demo import DemoDb
@@ -131,6 +132,9 @@ class CallFactory:
         if profile.tools:
             ToolRounds(call, self.tools, self.metrics, profile.tools)
         CallGuards(call, self.config.guards, ask_on_dead_mic=profile.ask_on_dead_mic)
+        UpstreamKeeper(call, lambda: self.connect_upstream(profile, call.session),
+                       rollover_s=self.config.upstream.rollover_s,
+                       budget_s=self.config.upstream.reconnect_budget_s)
         for hook in self.setup_hooks:
             hook(call, extra)
         call.attach(leg, upstream, effective)

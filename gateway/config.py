@@ -135,6 +135,10 @@ class UpstreamConfig:
     #: Caller audio is sent upstream in appends of this many ms (cost tracks message count).
     append_ms: int = 40
     send_queue_frames: int = 250
+    #: Roll over to a fresh upstream session before the upstream's own limit (60 min).
+    rollover_s: float = 55 * 60
+    #: How long to keep trying to reconnect a lost upstream before ending the call.
+    reconnect_budget_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,6 +125,8 @@ class CallSession:
         self._agent_base_ms: float | None = None  # call time of the current leg's offset 0
         self._caller_cursor_ms: float | None = None
         self.caller: str | None = None
+        #: Set by the continuity keeper: called when a retryable upstream loss happens.
+        self.on_upstream_lost: Callable[[str], None] | None = None
 
     # -- setup --------------------------------------------------------------------------
 
@@ -368,16 +370,32 @@ class CallSession:
     # -- upstream -> gateway ------------------------------------------------------------
 
     async def _upstream_reader(self) -> None:
-        assert self.upstream is not None
+        conn = self.upstream
+        assert conn is not None
         try:
             while True:
-                event = await self.upstream.recv()
+                event = await conn.recv()
+                if event["type"] == "error" and (event.get("error") or {}).get(
+                        "code") == "session_expired":
+                    raise UpstreamClosed("session_expired", "upstream session hit its limit")
                 handler = self._upstream_handlers.get(event["type"], self._forward)
                 handler(event)
         except UpstreamClosed as e:
-            log.info("upstream closed: %s", e.message)
+            if conn is not self.upstream or self._closing:
+                return  # replaced on purpose (rollover) or the call is ending
+            log.info("upstream lost: %s", e.message)
             self.metrics.upstream_errors.labels(e.code).inc()
-            self.request_close("upstream_closed")
+            if self.on_upstream_lost is not None and e.retryable:
+                self.on_upstream_lost(e.code)
+            else:
+                self.request_close("upstream_closed")
+
+    def swap_upstream(self, new: UpstreamConnection) -> UpstreamConnection | None:
+        """Continue the call on a new upstream connection; returns the old one to close."""
+        old, self.upstream = self.upstream, new
+        self.active_response = None
+        self._spawn(self._upstream_reader(), "upstream-reader")
+        return old
 
     def _forward(self, event: Event) -> None:
         for obs in self.hooks.upstream_event:

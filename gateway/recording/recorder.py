@@ -28,7 +28,7 @@ from .writer import RecordingWriter
 
 log = logging.getLogger("gateway.recording")
 
-#: ~11 s of one channel in flight: the writer drains every 0.5 s, so only a stalled disk
+#: ~11 s of both channels in flight: the writer drains every 0.5 s, so only a stalled disk
 #: fills it. Per call, so 200 calls cost at most ~200 MiB even then.
 QUEUE_BYTES = 1 << 20
 QUEUE_ITEMS = 2048
