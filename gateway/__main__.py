@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import subprocess
+import threading
 import sys
 from typing import IO
 
@@ -52,6 +53,12 @@ def _start_local_engine(port: int) -> tuple[subprocess.Popen[str], str]:
             break
     else:
         raise SystemExit("the local engine failed to start")
+
+    def relay() -> None:  # keep its pipe drained, or the engine blocks on a full pipe
+        for line in out:
+            sys.stdout.write(line)
+
+    threading.Thread(target=relay, name="localrt-log", daemon=True).start()
     return proc, f"ws://127.0.0.1:{port}/v1/realtime"
 
 
