@@ -22,7 +22,7 @@ from aiohttp import web
 from gateway.appkeys import CALLS
 from tests.browser import Page, chromium
 from tests.fake_upstream import REAL_MODEL, running_fake
-from tests.gateway_fixtures import running_gateway
+from tests.gateway_fixtures import API_KEY, running_gateway
 from tests.peers import dominant_freq, rms_dbfs
 
 pytestmark = pytest.mark.browser
@@ -41,6 +41,8 @@ PAGE = """<!doctype html>
 <script>
 const q = new URLSearchParams(location.search);
 const gw = q.get("gw"), ek = q.get("ek");
+// GA posts the offer to /v1/realtime/calls; beta-era code to /v1/realtime?model=...
+const sdpPath = q.get("path") || "/v1/realtime/calls";
 window.events = [];
 window.state = {pc: "new", dc: "-", tracks: 0, location: null, error: null};
 const logEl = document.getElementById("log");
@@ -80,7 +82,7 @@ async function start() {
   };
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
-  const r = await fetch(gw + "/v1/realtime/calls", {
+  const r = await fetch(gw + sdpPath, {
     method: "POST", body: offer.sdp,
     headers: {Authorization: "Bearer " + ek, "Content-Type": "application/sdp"},
   });
@@ -213,3 +215,51 @@ async def test_browser_calls_gateway_over_webrtc(tmp_path: Path) -> None:
                 with contextlib.suppress(Exception):
                     await page.evaluate("hangUp()")
         await eventually(lambda: not gw.app[CALLS], 10, "the call ended with the page's hang-up")
+
+
+@pytest.mark.browser
+async def test_beta_browser_flow_unchanged(tmp_path: Path) -> None:
+    """A beta-era page: token from /v1/realtime/sessions, offer to /v1/realtime?model=."""
+    wav = tmp_path / "mic-300hz.wav"
+    write_tone_wav(wav, 300.0, -25.0, seconds=4.0)
+    model = "gpt-4o-realtime-preview-2024-12-17"
+    async with running_fake() as (fake, url), page_server() as origin, \
+            running_gateway(url, env={"GATEWAY_CORS_ORIGINS": origin}) as gw:
+        # The app's backend, as the beta tutorial wrote it.
+        async with gw.http.post(f"{gw.base}/v1/realtime/sessions", json={
+                "model": model, "voice": "verse", "modalities": ["audio", "text"],
+                "input_audio_format": "pcm16", "temperature": 0.8},
+                headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+            body = await r.json()
+            assert r.status == 200, body
+        token = body["client_secret"]["value"]
+        assert body["model"] == model and body["voice"] == "verse"
+        query = urlencode({"gw": gw.base, "ek": token, "path": f"/v1/realtime?model={model}"})
+        async with chromium(wav, ARTIFACTS) as browser:
+            page = await browser.new_page(f"{origin}/?{query}")
+            try:
+                await page.wait_for("state.pc === 'connected' || state.error", timeout_s=10)
+                assert (await page.evaluate("window.state"))["error"] is None
+                created = (await events_of(page, "session.created"))[0]
+                assert created["session"]["object"] == "realtime.session"
+                assert created["session"]["voice"] == "verse"
+                await eventually(lambda: len(fake.conn.audio) >= 48 * 1000, 10,
+                                 "caller audio reached the upstream")
+                t = np.arange(24000) / 24000
+                fake.say((8000 * np.sin(2 * np.pi * 1000 * t)).astype(np.int16), "hi there")
+                await events_of(page, "response.audio_transcript.delta")
+                await events_of(page, "response.done")
+                await events_of(page, "output_audio_buffer.stopped", timeout_s=5)
+                after = await page.wait_for(
+                    "inboundAudio().then(s => s && s.totalAudioEnergy > 0.03 ? s : null)", 5)
+                assert after["packetsReceived"] > 50
+                types = {e["type"] for e in await page.evaluate("window.events")}
+                assert "conversation.item.created" in types
+                assert not {t for t in types if "output_audio" in t and "buffer" not in t}
+                assert "conversation.item.added" not in types
+                # Upstream only ever spoke GA.
+                assert all("type" in e["session"] for e in fake.conn.received
+                           if e["type"] == "session.update")
+            finally:
+                with contextlib.suppress(Exception):
+                    await page.evaluate("hangUp()")
