@@ -8,8 +8,8 @@ import contextlib
 import logging
 import os
 import subprocess
-import threading
 import sys
+import threading
 from typing import IO
 
 from . import config as config_mod

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from .appkeys import CALLS, CONFIG, REGISTRY
 from .errors import ApiError
+from .forwarding import forward_to_owner
 from .recording import api as recordings_api
 from .recording.recover import recover
 from .recording.store import RecordingStore
@@ -48,6 +49,8 @@ async def end_call(request: web.Request) -> web.Response:
     call_id = request.match_info["call_id"]
     call = request.app[CALLS].get(call_id)
     if call is None:
+        if (fwd := await forward_to_owner(request, call_id=call_id)) is not None:
+            return fwd
         raise ApiError(404, "call_not_found", "No live call with that id.")
     audit.info("end_call call_id=%s by=%s", call_id, who)
     await call.close("admin_ended")
@@ -60,7 +63,7 @@ async def _recordings_ctx(app: web.Application) -> AsyncIterator[None]:
     root = Path(cfg.recording.dir)
     if cfg.recording.enabled:
         try:
-            root.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
             repaired = await asyncio.to_thread(recover, root)
             if repaired:
                 log.warning("repaired %d recording(s) left by a crash: %s", len(repaired),

@@ -17,7 +17,8 @@ from .config import Config
 from .errors import ApiError
 from .legs import twilio
 from .metrics import Metrics
-from .registry import LocalCalls, MemoryRegistry
+from .registry import LocalCalls
+from .registry_redis import open_registry
 from .tokens import TokenService
 
 log = logging.getLogger("gateway.app")
@@ -94,8 +95,8 @@ async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
+    registry = await open_registry(config, app[METRICS])  # [registry] backend
     http = aiohttp.ClientSession()
-    registry = MemoryRegistry()
     calls = LocalCalls(config.server.max_calls)
     app[HTTP] = http
     app[REGISTRY] = registry

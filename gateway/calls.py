@@ -12,19 +12,19 @@ import aiohttp
 from aiohttp import web
 
 from . import policy
-from .config import Config, Profile
-from .errors import ApiError
-from .ids import new_id
 from .call_recording import CallRecording
+from .config import Config, Profile
+from .continuity import UpstreamKeeper
 from .dialects import attach_beta
+from .errors import ApiError
+from .guards import CallGuards
+from .ids import new_id
 from .legs.base import Leg
-from .legs.websocket import WebSocketLeg
 from .legs.webrtc import WebRtcLeg
+from .legs.websocket import WebSocketLeg
 from .metrics import Metrics
 from .registry import CallInfo, LocalCalls, Registry
 from .session import CallSession
-from .continuity import UpstreamKeeper
-from .guards import CallGuards
 from .toolrounds import ToolRounds
 from .tools.demo import DemoDb
 from .tools.registry import ToolRegistry
@@ -54,8 +54,8 @@ class CallFactory:
     def base_session(self, profile: Profile) -> dict[str, Any]:
         return policy.base_session(profile, self.tools.spec)
 
-    async def connect_upstream(self, profile: Profile,
-                               session: dict[str, Any]) -> tuple[UpstreamConnection, dict[str, Any]]:
+    async def connect_upstream(self, profile: Profile, session: dict[str, Any]
+                               ) -> tuple[UpstreamConnection, dict[str, Any]]:
         up = self.config.upstream
         conn = await UpstreamConnection.connect(
             self.http, url=up.url, model=profile.upstream_model,
@@ -142,6 +142,9 @@ class CallFactory:
         await self.registry.add_call(CallInfo(call.call_id, self.config.server.instance_id,
                                               call.transport, profile.name,
                                               call.stats.started_at, call.dialect))
+        if call.transport == "webrtc":  # so any instance can route a resume here
+            await self.registry.put_resume(call.resume_token, call.call_id,
+                                           self.config.server.instance_id)
 
     def _should_record(self, profile: Profile, extra: dict[str, Any]) -> bool:
         if not (self.config.recording.enabled and profile.recording):
@@ -205,6 +208,8 @@ class CallFactory:
         if call.leg is not None:  # resumed before the drop was noticed: replace the old peer
             call.suspend()
         call.resume(leg)
+        await self.registry.put_resume(call.resume_token, call.call_id,
+                                       self.config.server.instance_id)
         return call, answer
 
     def _observe_stats(self, lost: int, jitter: float | None, rtt: float | None) -> None:

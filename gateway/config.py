@@ -126,6 +126,8 @@ class ServerConfig:
     drain_timeout_s: float = 20.0
     log_json: bool = False
     demo_db: str = ""
+    #: How other instances reach this one (forwarded requests); default http://<host>:<port>.
+    internal_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +176,27 @@ class RecordingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RegistryConfig:
+    """Shared state for many instances: ``memory`` (one instance) or ``redis``."""
+
+    backend: str = "memory"
+    #: May hold a password: kept out of the config's repr, redacted in logs.
+    url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    #: Instance heartbeat period; an instance silent for 3 periods is declared dead.
+    heartbeat_s: float = 2.0
+    key_prefix: str = "gw:"
+    #: Budget for a request forwarded to the instance that owns the call.
+    forward_timeout_s: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("memory", "redis"):
+            raise ValueError(f"registry.backend: expected 'memory' or 'redis', "
+                             f"got {self.backend!r}")
+        if self.heartbeat_s <= 0:
+            raise ValueError("registry.heartbeat_s must be positive")
+
+
+@dataclass(frozen=True, slots=True)
 class GuardConfig:
     idle_prompt_s: float = 15.0
     idle_hangup_s: float = 30.0
@@ -198,6 +221,7 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     guards: GuardConfig = field(default_factory=GuardConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
     profiles: Mapping[str, Profile] = field(
         default_factory=lambda: {"default": Profile(name="default")})
     default_profile: str = "default"
@@ -219,6 +243,7 @@ BUILTIN_TOOLS = frozenset({"lookup_customer", "schedule_appointment"})
 _SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig, "upstream": UpstreamConfig, "tokens": TokenConfig,
     "media": MediaConfig, "recording": RecordingConfig, "guards": GuardConfig,
+    "registry": RegistryConfig,
 }
 #: Short names of the operator contract (DESIGN.md) -> (section, key).
 _SHORT_ENV = {

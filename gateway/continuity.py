@@ -10,6 +10,7 @@ hears no gap at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -44,9 +45,19 @@ class UpstreamKeeper:
         h.agent_text.append(self._agent_text)
         h.interrupted.append(self._interrupted)
         h.on_close.append(self._close)
+        self._idle_event = asyncio.Event()
+        h.playout.append(self._wake)
+        h.upstream_event.append(self._wake)
         self._rollover: asyncio.TimerHandle | None = None
         if rollover_s > 0:
             self._rollover = asyncio.get_running_loop().call_later(rollover_s, self._roll)
+
+    def _idle(self) -> bool:
+        s = self.session
+        return s.active_response is None and not (s.leg is not None and s.leg.audio_active)
+
+    def _wake(self, *_: Any) -> None:
+        self._idle_event.set()
 
     def _agent_text(self, item_id: str, st: ItemState) -> None:
         text = st.transcript if st.truncated_ms is None else cut_transcript(
@@ -104,10 +115,12 @@ class UpstreamKeeper:
         s = self.session
         self._busy = True
         try:
-            deadline = time.monotonic() + 120
-            while (s.active_response is not None or (s.leg is not None and s.leg.audio_active)) \
-                    and time.monotonic() < deadline:
-                await asyncio.sleep(0.25)
+            # Between turns: no response in progress and nothing left to play (or 2 min).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(120):
+                    while not self._idle():
+                        self._idle_event.clear()
+                        await self._idle_event.wait()
             started = time.monotonic()
             conn = await self._reseeded()
             old = s.swap_upstream(conn)

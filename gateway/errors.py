@@ -33,7 +33,8 @@ class ApiError(Exception):
 
 def error_event(code: str, message: str, *, param: str | None = None,
                 client_event_id: str | None = None,
-                type_: str = "invalid_request_error", event_id: str | None = None) -> dict[str, Any]:
+                type_: str = "invalid_request_error", event_id: str | None = None
+                ) -> dict[str, Any]:
     """A Realtime ``error`` server event (valid against ``openai.types.realtime.ErrorEvent``)."""
     from .ids import new_id
 

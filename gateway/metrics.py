@@ -21,6 +21,11 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
+        # process_cpu_seconds_total, process_resident_memory_bytes..., python_info: the
+        # dashboard's CPU and memory panels (the default registry is not used).
+        from prometheus_client import PlatformCollector, ProcessCollector
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         self.active_calls = Gauge(
             "gateway_active_calls", "Calls in progress", ["transport"], registry=r)
         self.calls_total = Counter(

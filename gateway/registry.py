@@ -43,15 +43,27 @@ class Registry(Protocol):
 
     async def list_calls(self) -> list[CallInfo]: ...
 
+    async def put_resume(self, token: str, call_id: str, instance_id: str) -> None:
+        """The call's current resume token (replaces its previous one; dropped with the call)."""
+
+    async def get_resume(self, token: str) -> tuple[str, str] | None:
+        """``(call_id, owner instance id)`` for a live resume token."""
+
+    async def instances(self) -> dict[str, str]:
+        """Live instances (id -> internal URL), as their heartbeats say."""
+
     async def close(self) -> None: ...
 
 
 class MemoryRegistry:
     """One-instance backend. Expired token records are swept on each write."""
 
-    def __init__(self) -> None:
+    def __init__(self, instance_id: str = "", internal_url: str = "") -> None:
         self._tokens: dict[str, tuple[float, dict[str, Any]]] = {}
         self._calls: dict[str, CallInfo] = {}
+        self._resume: dict[str, tuple[str, str]] = {}  # token -> (call id, instance)
+        self._resume_of: dict[str, str] = {}  # call id -> its current token
+        self._me = {instance_id: internal_url} if instance_id else {}
 
     def _sweep(self) -> None:
         now = time.monotonic()
@@ -75,12 +87,24 @@ class MemoryRegistry:
 
     async def remove_call(self, call_id: str) -> None:
         self._calls.pop(call_id, None)
+        self._resume.pop(self._resume_of.pop(call_id, ""), None)
 
     async def get_call(self, call_id: str) -> CallInfo | None:
         return self._calls.get(call_id)
 
     async def list_calls(self) -> list[CallInfo]:
         return list(self._calls.values())
+
+    async def put_resume(self, token: str, call_id: str, instance_id: str) -> None:
+        self._resume.pop(self._resume_of.get(call_id, ""), None)
+        self._resume[token] = (call_id, instance_id)
+        self._resume_of[call_id] = token
+
+    async def get_resume(self, token: str) -> tuple[str, str] | None:
+        return self._resume.get(token)
+
+    async def instances(self) -> dict[str, str]:
+        return dict(self._me)
 
     async def close(self) -> None:
         self._tokens.clear()

@@ -13,6 +13,7 @@ from . import policy
 from .appkeys import CALLS, CONFIG, FACTORY, METRICS, TOKENS
 from .config import Config, Profile
 from .errors import ApiError, bad_request, unauthorized
+from .forwarding import forward_to_owner
 
 log = logging.getLogger("gateway.signaling")
 routes = web.RouteTableDef()
@@ -58,7 +59,8 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def session_from_request(config: Config, factory: Any, session: Any) -> tuple[Profile, dict[str, Any]]:
+def session_from_request(config: Config, factory: Any, session: Any
+                         ) -> tuple[Profile, dict[str, Any]]:
     """The profile and effective session for a client's requested GA session config."""
     if session is None:
         session = {}
@@ -128,6 +130,9 @@ async def create_call(request: web.Request) -> web.Response:
     token = bearer(request)
     ctype = request.content_type
     if ctype == "application/sdp" and token.startswith("rs_"):
+        if app[CALLS].by_resume_token(token) is None and (
+                fwd := await forward_to_owner(request, resume_token=token)) is not None:
+            return fwd
         call, answer = await app[FACTORY].resume_webrtc(resume_token=token,
                                                         offer_sdp=await read_sdp(request))
         return web.Response(status=201, text=answer, content_type="application/sdp",
@@ -190,6 +195,8 @@ async def hangup(request: web.Request) -> web.Response:
     call_id = request.match_info["call_id"]
     call = app[CALLS].get(call_id)
     if call is None:
+        if (fwd := await forward_to_owner(request, call_id=call_id)) is not None:
+            return fwd
         raise ApiError(404, "call_not_found", f"No live call with id '{call_id[:64]}'.")
     await call.close("hangup")
     return web.json_response({}, status=200)

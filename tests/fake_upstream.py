@@ -62,7 +62,8 @@ class FakeUpstream:
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=32 * 1024 * 1024)
         await ws.prepare(request)
-        session = {"type": "realtime", "model": REAL_MODEL, "instructions": "default", "output_modalities": ["audio"],
+        session = {"type": "realtime", "model": REAL_MODEL, "instructions": "default",
+                   "output_modalities": ["audio"],
                    "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000},
                                        "turn_detection": None},
                              "output": {"format": {"type": "audio/pcm", "rate": 24000},
@@ -104,7 +105,8 @@ class FakeUpstream:
             else:
                 self.created.append(ev)
                 words = str((ev.get("response") or {}).get("instructions") or "okay")
-                tone = (4000 * np.sin(np.arange(7200) / 24000 * 2 * np.pi * 600)).astype(np.int16)
+                t = np.arange(7200) / 24000
+                tone = (4000 * np.sin(2 * np.pi * 600 * t)).astype(np.int16)
                 self._spawn(self._respond(c, tone.tobytes(), words, 100, 4.0))
         elif t == "conversation.item.truncate":
             await c.send({"type": "conversation.item.truncated", "item_id": ev["item_id"],

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
-
 import pathlib
 import shutil
 import tempfile
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
@@ -44,7 +43,8 @@ async def running_gateway(upstream_url: str, env: Mapping[str, str] | None = Non
                           ) -> AsyncIterator[Gateway]:
     e = {"GATEWAY_API_KEYS": API_KEY, "GATEWAY_TOKEN_SECRET": "test-secret",
          "GATEWAY_ADMIN_TOKEN": ADMIN, "GATEWAY_UPSTREAM_URL": upstream_url,
-         "OPENAI_API_KEY": "sk-upstream-secret-never-shown", "GATEWAY_UPSTREAM_CONNECT_TIMEOUT_S": "3"}
+         "OPENAI_API_KEY": "sk-upstream-secret-never-shown",
+         "GATEWAY_UPSTREAM_CONNECT_TIMEOUT_S": "3"}
     rec_dir = tempfile.mkdtemp(prefix="gw-rec-")
     e["GATEWAY_RECORDINGS_DIR"] = rec_dir
     e.update(env or {})

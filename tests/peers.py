@@ -141,10 +141,10 @@ class ClientPeer:
     def send(self, event: dict[str, Any]) -> None:
         self.channel.send(json.dumps(event))
 
-    async def next_event(self, etype: str, timeout: float = 10.0) -> dict[str, Any]:
+    async def next_event(self, etype: str, timeout_s: float = 10.0) -> dict[str, Any]:
         """The next event of this type not yet returned, in arrival order (whatever other
         events came between)."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(timeout_s):
             while True:
                 n = self._taken.get(etype, 0)
                 matches = [e for e in self.all_events if e["type"] == etype]

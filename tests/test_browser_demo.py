@@ -40,8 +40,8 @@ async def test_demo_page_conversation(tmp_path: Path, local_engine_url: str) -> 
         await page.evaluate("document.querySelector('#connect').click()")
         await page.wait_for("window.agentStatus === 'listening'", 15)
         await page.wait_for(
-            "window.transcript.some(t => t.speaker === 'caller' && /three four five/i.test(t.text))",
-            30)
+            "window.transcript.some(t => t.speaker === 'caller' && "
+            "/three four five/i.test(t.text))", 30)
         await page.wait_for(
             "window.transcript.some(t => t.speaker === 'agent' && /maria/i.test(t.text))", 40)
         text = await page.evaluate("document.querySelector('#log').innerText")

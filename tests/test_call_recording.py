@@ -12,6 +12,7 @@ import numpy as np
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import ADMIN, running_gateway
 from tests.peers import ClientPeer, PcmSourceTrack, from_pcm
+from tests.waiting import until
 
 RATE = 48000
 
@@ -58,9 +59,8 @@ async def test_call_is_recorded_time_aligned_with_transcript() -> None:
             await asyncio.sleep(0.3)
         finally:
             await peer.close()
-        async with asyncio.timeout(10):
-            while not list(gw.recordings.rglob("metadata.json")):
-                await asyncio.sleep(0.05)
+        await until(lambda: list(gw.recordings.rglob("metadata.json")),
+                    10, "the recording's metadata was written")
         meta_path = next(gw.recordings.rglob("metadata.json"))
         d = meta_path.parent
         meta = json.loads(meta_path.read_text())

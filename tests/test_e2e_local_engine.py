@@ -38,20 +38,20 @@ async def test_spoken_lookup_runs_the_tool_and_the_answer_is_heard(local_engine_
             created = await peer.next_event("session.created")
             assert created["session"]["model"] == "gpt-realtime"  # not "local-offline"
             said = await peer.next_event(
-                "conversation.item.input_audio_transcription.completed", timeout=20)
+                "conversation.item.input_audio_transcription.completed", timeout_s=20)
             assert "one two three four five" in said["transcript"].lower()
-            call = await peer.next_event("response.function_call_arguments.done", timeout=20)
+            call = await peer.next_event("response.function_call_arguments.done", timeout_s=20)
             assert call["name"] == "lookup_customer"
             # The gateway ran the tool and the engine spoke the result.
             deadline = time.monotonic() + 25
             while time.monotonic() < deadline:
                 done = await peer.next_event("response.output_audio_transcript.done",
-                                             timeout=deadline - time.monotonic())
+                                             timeout_s=deadline - time.monotonic())
                 if "maria" in done["transcript"].lower():
                     break
             else:
                 raise AssertionError("the answer never named the customer")
-            stopped = await peer.next_event("output_audio_buffer.stopped", timeout=20)
+            stopped = await peer.next_event("output_audio_buffer.stopped", timeout_s=20)
             assert stopped["response_id"]
             heard = peer.received_audio()
             assert np.count_nonzero(np.abs(heard) > 1000) > 48000 * 0.5  # speech was heard

@@ -8,6 +8,7 @@ from gateway.appkeys import CALLS, METRICS
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import running_gateway
 from tests.peers import ClientPeer, PcmSourceTrack, silence, tone
+from tests.waiting import until
 
 
 def metric(gw: object, name: str, **labels: str) -> float:
@@ -22,12 +23,10 @@ async def test_dead_mic_is_reported_and_agent_asks() -> None:
         peer = ClientPeer(PcmSourceTrack(silence()))
         try:
             await peer.connect(gw.http, f"{gw.base}/v1/realtime/calls", await gw.mint())
-            ev = await peer.next_event("gateway.microphone.silent", timeout=5)
+            ev = await peer.next_event("gateway.microphone.silent", timeout_s=5)
             assert ev["reason"] == "silence"
             assert metric(gw, "gateway_dead_mic_events_total", kind="silence") == 1
-            async with asyncio.timeout(5):
-                while not fake.created:
-                    await asyncio.sleep(0.05)
+            await until(lambda: fake.created, 5, 'the gateway asked upstream for a response')
             assert fake.created[0]["response"]["metadata"] == {"gateway": "dead_mic"}
         finally:
             await peer.close()
@@ -53,9 +52,7 @@ async def test_idle_caller_is_prompted_then_hung_up() -> None:
         peer = ClientPeer(PcmSourceTrack(tone(300, -30)))
         try:
             await peer.connect(gw.http, f"{gw.base}/v1/realtime/calls", await gw.mint())
-            async with asyncio.timeout(10):
-                while len(gw.app[CALLS]):
-                    await asyncio.sleep(0.05)
+            await until(lambda: not gw.app[CALLS], 10, 'the call ended')
             purposes = [e["response"]["metadata"]["gateway"] for e in fake.created]
             assert purposes == ["idle_prompt", "idle_goodbye"]
             assert metric(gw, "gateway_calls_total", transport="webrtc",

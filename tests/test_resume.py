@@ -13,12 +13,13 @@ from gateway.appkeys import CALLS, METRICS
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import running_gateway
 from tests.peers import ClientPeer, PcmSourceTrack, tone
+from tests.waiting import until
 
 ENV = {"GATEWAY_MEDIA_DEAD_PEER_S": "1.0", "GATEWAY_MEDIA_RESUME_GRACE_S": "6"}
 
 
-async def start_doomed_peer(calls_url: str, token: str) -> tuple[asyncio.subprocess.Process,
-                                                                  dict[str, str]]:
+async def start_doomed_peer(calls_url: str, token: str
+                            ) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.peer_process", calls_url, token,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -37,16 +38,13 @@ async def test_killed_peer_resumes_and_hears_the_agent() -> None:
         proc, created = await start_doomed_peer(calls_url, await gw.mint())
         call_id, resume = created["call_id"], created["resume_token"]
         assert resume.startswith("rs_")
-        async with asyncio.timeout(10):  # media is flowing before the peer dies
-            while len(fake.conn.audio) < 48 * 200:
-                await asyncio.sleep(0.05)
+        # Media is flowing before the peer dies.
+        await until(lambda: len(fake.conn.audio) >= 48 * 200, 10, "caller media upstream")
         proc.kill()  # no goodbye: RTP just stops, as when a laptop lid closes
         await proc.wait()
         call = gw.app[CALLS].get(call_id)
         assert call is not None
-        async with asyncio.timeout(5):
-            while not call.suspended:  # type: ignore[attr-defined]
-                await asyncio.sleep(0.05)
+        await until(lambda: call.suspended, 5, 'the gateway held the call')
         dropped_at = time.monotonic()
         peer = ClientPeer(PcmSourceTrack(tone(300, -25)))
         try:
@@ -81,14 +79,11 @@ async def test_grace_period_ends_the_call_as_client_lost() -> None:
     async with running_fake() as (fake, url), running_gateway(url, env=env) as gw:
         proc, created = await start_doomed_peer(f"{gw.base}/v1/realtime/calls",
                                                 await gw.mint())
-        async with asyncio.timeout(10):
-            while len(fake.conn.audio) < 48 * 200:
-                await asyncio.sleep(0.05)
+        await until(lambda: len(fake.conn.audio) >= 48 * 200,
+                    10, 'caller media reached the upstream')
         proc.kill()
         await proc.wait()
-        async with asyncio.timeout(8):
-            while len(gw.app[CALLS]):
-                await asyncio.sleep(0.05)
+        await until(lambda: not gw.app[CALLS], 8, 'the call ended')
         reg = gw.app[METRICS].registry
         assert reg.get_sample_value("gateway_calls_total",
                                     {"transport": "webrtc", "outcome": "client_lost"}) == 1

@@ -12,12 +12,13 @@ from aiohttp import web
 from gateway.appkeys import METRICS
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import running_gateway
-from tests.peers import ClientPeer, PcmSourceTrack, tone
+from tests.peers import ClientPeer, PcmSourceTrack, from_pcm, tone
 from tests.test_e2e_local_engine import speech48
-from tests.peers import from_pcm
+from tests.waiting import until
 
 
-async def slow_tool_server(delay_s: float, seen: list[dict[str, Any]]) -> tuple[web.AppRunner, str]:
+async def slow_tool_server(delay_s: float, seen: list[dict[str, Any]]
+                           ) -> tuple[web.AppRunner, str]:
     async def handle(request: web.Request) -> web.Response:
         seen.append({"auth": request.headers.get("Authorization"), "body": await request.json()})
         await asyncio.sleep(delay_s)
@@ -49,7 +50,9 @@ auth_env = "CRM_TOKEN"
 timeout_s = 8
 filler_after_s = 1.0
 description = "Look up a customer by phone number or account id."
-parameters = {{ type = "object", properties = {{ account_id = {{ type = "string" }}, phone = {{ type = "string" }} }} }}
+[tools.lookup_customer.parameters]
+type = "object"
+properties = {{ account_id = {{ type = "string" }}, phone = {{ type = "string" }} }}
 """
     try:
         async with running_gateway(local_engine_url, toml=toml,
@@ -57,7 +60,7 @@ parameters = {{ type = "object", properties = {{ account_id = {{ type = "string"
             peer = ClientPeer(PcmSourceTrack(from_pcm(speech48("lookup_account"))))
             try:
                 await peer.connect(gw.http, f"{gw.base}/v1/realtime/calls", await gw.mint())
-                await peer.next_event("response.function_call_arguments.done", timeout=25)
+                await peer.next_event("response.function_call_arguments.done", timeout_s=25)
                 texts: list[str] = []
                 async with asyncio.timeout(30):
                     while not any("ada" in t.lower() for t in texts):
@@ -110,9 +113,8 @@ async def test_client_cannot_declare_or_answer_server_tools() -> None:
                 "id": rid, "object": "realtime.response", "status": "completed",
                 "output": [done_item]}})
             # The gateway answers with the real database row, then asks for a response.
-            async with asyncio.timeout(5):
-                while not any(e["type"] == "response.create" for e in c.received):
-                    await asyncio.sleep(0.02)
+            await until(lambda: any(e["type"] == "response.create" for e in c.received),
+                        5, 'the gateway asked for the follow-up response')
             outputs = [e for e in c.received if e["type"] == "conversation.item.create"]
             assert len(outputs) == 1
             assert json.loads(outputs[0]["item"]["output"])["name"] == "Jane Doe"

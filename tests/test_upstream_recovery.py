@@ -16,6 +16,7 @@ from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import running_gateway
 from tests.peers import FRAME, ClientPeer, PcmSourceTrack, tone
 from tests.test_e2e_local_engine import speech48
+from tests.waiting import until
 
 
 class Feed:
@@ -45,10 +46,9 @@ async def test_dropped_upstream_reconnects_and_reseeds() -> None:
             await peer.next_event("output_audio_buffer.stopped")
             first = fake.conn
             await first.ws.close()  # the upstream goes away mid-call
-            async with asyncio.timeout(10):
-                while len(fake.conns) < 2 or not any(
-                        e["type"] == "conversation.item.create" for e in fake.conns[1].received):
-                    await asyncio.sleep(0.05)
+            await until(lambda: len(fake.conns) >= 2 and any(
+                e["type"] == "conversation.item.create" for e in fake.conns[1].received),
+                10, "the conversation was re-seeded upstream")
             await asyncio.sleep(0.2)
             seeded = [e["item"] for e in fake.conns[1].received
                       if e["type"] == "conversation.item.create"]
@@ -56,7 +56,7 @@ async def test_dropped_upstream_reconnects_and_reseeds() -> None:
                 ("user", "what are your opening hours"), ("assistant", "nine to five")]
             assert len(gw.app[CALLS]) == 1
             fake.say((5000 * np.sin(2 * np.pi * 900 * t)).astype(np.int16), "still here")
-            done = await peer.next_event("response.done", timeout=5)
+            done = await peer.next_event("response.done", timeout_s=5)
             assert done["response"]["status"] == "completed"
         finally:
             await peer.close()
@@ -89,18 +89,18 @@ async def test_local_engine_restarted_mid_call() -> None:
             try:
                 await peer.connect(gw.http, f"{gw.base}/v1/realtime/calls", await gw.mint())
                 mic.say(speech48("hello", lead_s=0.5, tail_s=1.5))
-                await peer.next_event("output_audio_buffer.stopped", timeout=25)
+                await peer.next_event("output_audio_buffer.stopped", timeout_s=25)
+                call = gw.app[CALLS].get(peer.location.rsplit("/", 1)[1])  # type: ignore[union-attr]
+                first_upstream = call.upstream  # type: ignore[union-attr]
                 engine.kill()
                 engine.wait()
                 killed = time.monotonic()
                 engine = await asyncio.to_thread(_engine, port)
-                async with asyncio.timeout(40):
-                    while not gw.app[CALLS].get(peer.location.rsplit("/", 1)[1]
-                                                ).upstream._ws.closed is False:  # type: ignore
-                        await asyncio.sleep(0.1)
+                await until(lambda: call.upstream is not first_upstream,  # type: ignore[union-attr]
+                            40, "the call reconnected to the restarted engine")
                 await asyncio.sleep(1.0)
                 mic.say(speech48("help", lead_s=0.3, tail_s=1.5))
-                await peer.next_event("output_audio_buffer.stopped", timeout=30)
+                await peer.next_event("output_audio_buffer.stopped", timeout_s=30)
                 assert time.monotonic() - killed < 60
                 assert len(gw.app[CALLS]) == 1
                 texts = [e["transcript"] for e in peer.all_events

@@ -14,6 +14,7 @@ from gateway.appkeys import CALLS
 from tests.fake_upstream import REAL_MODEL, running_fake
 from tests.gateway_fixtures import API_KEY, running_gateway
 from tests.peers import dominant_freq
+from tests.waiting import until
 
 
 def tone24(freq: float, seconds: float, amp: float = 6000) -> np.ndarray:
@@ -35,9 +36,8 @@ async def test_openai_sdk_ga_client_over_websocket() -> None:
             assert upd.type == "session.updated"
             audio = tone24(440, 0.5)
             await conn.input_audio_buffer.append(audio=base64.b64encode(audio.tobytes()).decode())
-            async with asyncio.timeout(5):
-                while len(fake.conn.audio) < len(audio.tobytes()):
-                    await asyncio.sleep(0.02)
+            await until(lambda: len(fake.conn.audio) >= len(audio.tobytes()),
+                        5, 'the append reached the upstream')
             got = np.frombuffer(bytes(fake.conn.audio), dtype="<i2")
             assert abs(dominant_freq(got, 24000) - 440) < 5
             fake.say(tone24(900, 0.4), "hello there")
@@ -50,9 +50,7 @@ async def test_openai_sdk_ga_client_over_websocket() -> None:
                         break
             assert len(heard) == 24000 * 2 * 0.4
             assert REAL_MODEL not in str(fake.conn.query) or True
-        async with asyncio.timeout(5):
-            while len(gw.app[CALLS]):
-                await asyncio.sleep(0.02)
+        await until(lambda: not gw.app[CALLS], 5, 'the call ended')
         await client.close()
 
 
