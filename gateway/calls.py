@@ -82,7 +82,9 @@ class CallFactory:
         leg = WebRtcLeg(call, max_buffer_s=media.outbound_buffer_s,
                         max_event_bytes=media.max_event_bytes, dead_peer_s=media.dead_peer_s,
                         stats_observer=self._observe_stats,
-                        stats_interval_s=media.stats_interval_s)
+                        stats_interval_s=media.stats_interval_s,
+                        opus_bitrate=media.opus_bitrate, opus_complexity=media.opus_complexity,
+                        on_encode=self.metrics.frame_seconds.labels("out").observe)
         answer_t = asyncio.ensure_future(leg.answer(offer_sdp))
         upstream_t = asyncio.ensure_future(self.connect_upstream(profile, session))
         try:
@@ -199,7 +201,9 @@ class CallFactory:
         leg = WebRtcLeg(call, max_buffer_s=media.outbound_buffer_s,
                         max_event_bytes=media.max_event_bytes, dead_peer_s=media.dead_peer_s,
                         stats_observer=self._observe_stats,
-                        stats_interval_s=media.stats_interval_s)
+                        stats_interval_s=media.stats_interval_s,
+                        opus_bitrate=media.opus_bitrate, opus_complexity=media.opus_complexity,
+                        on_encode=self.metrics.frame_seconds.labels("out").observe)
         try:
             answer = await leg.answer(offer_sdp)
         except BaseException:

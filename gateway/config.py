@@ -165,6 +165,10 @@ class MediaConfig:
     resume_grace_s: float = 30.0
     #: How often WebRTC quality (loss, jitter, RTT) is sampled for the metrics.
     stats_interval_s: float = 5.0
+    #: Agent voice encoding (see BENCHMARKS.md, "Outbound encoding"): at 96 kbit/s libopus
+    #: codes CELT-only, which measured both cheaper and closer to the source than lower rates.
+    opus_bitrate: int = 96_000
+    opus_complexity: int = 5
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,9 @@
-"""The outbound audio track: exact 20 ms frames paced to the wall clock.
+"""The outbound audio track: exact 20 ms Opus packets paced to the wall clock.
 
 aiortc's sender calls ``recv()`` in a loop with no pacing of its own, so ``recv()``
-sleeps until each frame is due. Frames carry ``pts``/``time_base`` (``pts=None`` stops
-the sender silently) and are exactly 20 ms (other sizes are re-chunked by aiortc and
-every packet of one encode gets the same RTP timestamp).
+sleeps until each frame is due. It returns packets already encoded by
+:class:`~gateway.legs.opus_out.VoiceOpusEncoder` (aiortc then only packetizes them), each
+with ``pts``/``time_base`` set: the RTP timestamp advances 960 ticks (48 kHz) per packet.
 """
 
 from __future__ import annotations
@@ -12,20 +12,18 @@ import asyncio
 import fractions
 import time
 from collections.abc import Callable
+from typing import Any
 
 import av
-import numpy as np
 from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 
-from ..audio.formats import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, SILENCE_FRAME
+from ..audio.formats import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
+from .opus_out import VoiceOpusEncoder
 from .playout import Playout, QueuedFrame
 
 TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
-SILENCE_STEREO = SILENCE_FRAME * 2
 
-
-def _to_stereo(pcm: bytes) -> bytes:
-    return np.repeat(np.frombuffer(pcm, dtype=np.int16), 2).tobytes()
 
 #: Called for every frame sent: (frame or None for silence, offset of the frame in ms
 #: since the track started).
@@ -35,18 +33,20 @@ FrameObserver = Callable[[QueuedFrame | None, float], None]
 class OutboundAudioTrack(MediaStreamTrack):
     kind = "audio"
 
-    def __init__(self, playout: Playout, on_frame: FrameObserver) -> None:
+    def __init__(self, playout: Playout, on_frame: FrameObserver, *,
+                 encoder: VoiceOpusEncoder | None = None,
+                 on_encode: Callable[[float], None] | None = None) -> None:
         super().__init__()
+        self._encoder = encoder or VoiceOpusEncoder()
+        self._on_encode = on_encode
         self.playout = playout
         self._on_frame = on_frame
         self._start: float | None = None
         self._index = 0
         self.started_at_wall: float | None = None
 
-    async def recv(self) -> av.AudioFrame:
+    async def recv(self) -> "av.Packet[Any]":
         if self.readyState != "live":
-            from aiortc.mediastreams import MediaStreamError
-
             raise MediaStreamError
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -61,14 +61,11 @@ class OutboundAudioTrack(MediaStreamTrack):
             skipped = int((now - due) * 1000 / FRAME_MS)
             self._index += skipped
         f = self.playout.pop()
-        # Stereo, not mono: aiortc's encoder upmixes mono with FFmpeg's -3 dB centre-mix
-        # law, which would make every agent word 3 dB quieter than the model made it.
-        pcm = _to_stereo(f.pcm) if f is not None else SILENCE_STEREO
-        frame = av.AudioFrame(format="s16", layout="stereo", samples=FRAME_SAMPLES)
-        frame.planes[0].update(pcm)
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._index * FRAME_SAMPLES
-        frame.time_base = TIME_BASE
+        t0 = time.perf_counter()
+        packet = self._encoder.encode(f.pcm if f is not None else None,
+                                      self._index * FRAME_SAMPLES)
+        if self._on_encode is not None:
+            self._on_encode(time.perf_counter() - t0)
         self._on_frame(f, self._index * FRAME_MS)
         self._index += 1
-        return frame
+        return packet

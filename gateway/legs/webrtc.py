@@ -30,6 +30,7 @@ from ..audio.resample import StereoTo24kMono
 from ..errors import ApiError
 from .base import LegSink
 from .playout import Playout, QueuedFrame
+from .opus_out import VoiceOpusEncoder
 from .tracks import OutboundAudioTrack
 
 log = logging.getLogger("gateway.webrtc")
@@ -54,7 +55,9 @@ class WebRtcLeg:
 
     def __init__(self, sink: LegSink, *, max_buffer_s: float, max_event_bytes: int,
                  dead_peer_s: float, stats_observer: StatsObserver | None = None,
-                 stats_interval_s: float = 5.0) -> None:
+                 stats_interval_s: float = 5.0, opus_bitrate: int = 96_000,
+                 opus_complexity: int = 5,
+                 on_encode: Callable[[float], None] | None = None) -> None:
         self._stats_observer = stats_observer
         self._stats_interval = stats_interval_s
         self._lost_seen = 0
@@ -64,7 +67,10 @@ class WebRtcLeg:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.playout = Playout(max_buffer_s)
         self._last_played: QueuedFrame | None = None
-        self.track = OutboundAudioTrack(self.playout, self._on_frame)
+        self.track = OutboundAudioTrack(
+            self.playout, self._on_frame,
+            encoder=VoiceOpusEncoder(bitrate=opus_bitrate, complexity=opus_complexity),
+            on_encode=on_encode)
         self._channel: RTCDataChannel | None = None
         self._pending: deque[str] = deque(maxlen=MAX_PENDING_EVENTS)
         self._tasks: set[asyncio.Task[None]] = set()
