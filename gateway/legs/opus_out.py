@@ -63,7 +63,7 @@ class VoiceOpusEncoder:
                 data = bytes(p)
         return data
 
-    def encode(self, pcm: bytes | None, pts: int) -> "av.Packet[Any]":
+    def encode(self, pcm: bytes | None, pts: int) -> av.Packet[Any]:
         """One 20 ms packet for ``pcm`` (None: silence) with RTP time ``pts`` (24 kHz)."""
         if pcm is None:
             self._silent_run += 1
@@ -80,7 +80,7 @@ class VoiceOpusEncoder:
         return self._packet(data or self._silence_packet, pts)
 
     @staticmethod
-    def _packet(data: bytes, pts: int) -> "av.Packet[Any]":
+    def _packet(data: bytes, pts: int) -> av.Packet[Any]:
         packet = av.Packet(data)
         packet.pts = pts
         packet.time_base = TIME_BASE

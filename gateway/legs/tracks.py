@@ -45,7 +45,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._index = 0
         self.started_at_wall: float | None = None
 
-    async def recv(self) -> "av.Packet[Any]":
+    async def recv(self) -> av.Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
         loop = asyncio.get_running_loop()

@@ -308,6 +308,7 @@ async def _run_call(request: web.Request, ws: web.WebSocketResponse, start: Stre
         await ws.close()
         raise
     caller = str(grant.extra.get("caller") or "")
+    call.caller = caller or None
     leg = TwilioLeg(ws, call, stream_sid=start.stream_sid, wire_format=call.wire_format,
                     max_buffer_s=config.media.outbound_buffer_s,
                     dead_peer_s=config.media.dead_peer_s,

@@ -18,19 +18,19 @@ import contextlib
 import json
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 from aiohttp import WSMsgType, web
 
-from ..audio.formats import FRAME_MS, G711_BYTES_PER_MS, G711_FRAME_BYTES, WireFormat
-from ..audio.g711 import ULAW_SILENCE, ulaw_decode, ulaw_encode
-from ..audio.resample import Decimator, Interpolator, down_24k_to_8k, up_8k_to_24k
-from .playout import Playout, QueuedFrame
+from ..audio.formats import FRAME_MS, G711_FRAME_BYTES, WireFormat
+from ..audio.g711 import ulaw_decode
+from ..audio.resample import Interpolator, up_8k_to_24k
+from .playout import QueuedFrame
+from .twilio_audio import MarkLedger, MulawPlayout, PcmToMulaw
 
 log = logging.getLogger("gateway.twilio")
 
@@ -57,41 +57,6 @@ class TwilioSink(Protocol):
     def on_playout(self, started: bool, response_id: str) -> None: ...
 
     def on_leg_gone(self, reason: str) -> None: ...
-
-
-class MulawPlayout(Playout):
-    """:class:`Playout` over 160-byte µ-law frames (20 ms at 8 kHz), padded with µ-law silence."""
-
-    def push(self, pcm: bytes, item_id: str, response_id: str) -> None:
-        buf = self._partial.setdefault(item_id, bytearray())
-        self._partial_resp[item_id] = response_id
-        buf += pcm
-        n = len(buf) // G711_FRAME_BYTES
-        for i in range(n):
-            frame = bytes(buf[i * G711_FRAME_BYTES:(i + 1) * G711_FRAME_BYTES])
-            self._append(QueuedFrame(frame, item_id, response_id, float(FRAME_MS)))
-        del buf[: n * G711_FRAME_BYTES]
-
-    def end_item(self, item_id: str) -> None:
-        buf = self._partial.pop(item_id, None)
-        resp = self._partial_resp.pop(item_id, "")
-        if buf:
-            pad = bytes([ULAW_SILENCE]) * (G711_FRAME_BYTES - len(buf))
-            self._append(QueuedFrame(bytes(buf) + pad, item_id, resp,
-                                     len(buf) / G711_BYTES_PER_MS))
-
-    def head_item(self) -> str | None:
-        return self._frames[0].item_id if self._frames else None
-
-
-@dataclass(slots=True)
-class _Sent:
-    """A frame sent to Twilio whose mark has not come back yet."""
-
-    seq: int
-    item_id: str
-    audio_ms: float
-    due: float  # loop time when Twilio should have finished playing it
 
 
 def as_int(value: Any) -> int | None:
@@ -125,22 +90,18 @@ class TwilioLeg:
         self._lead = lead_s
         self._dead_peer_s = dead_peer_s
         self.playout = MulawPlayout(max_buffer_s)
+        self.marks = MarkLedger()
         self._up_in: Interpolator = up_8k_to_24k()
         self._up_out: Interpolator = up_8k_to_24k()
-        self._down: Decimator = down_24k_to_8k()
-        self._carry = bytearray()  # transcode mode: PCM24 not yet a multiple of 3 samples
-        self._carry_item = ""
-        self._carry_resp = ""
+        self._transcoder = PcmToMulaw()
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._t0 = loop.time()
         self.outbound_started_wall = time.time()
         self._play_end = self._t0  # when Twilio's buffer runs dry, as far as the gateway knows
-        self._seq = 0
-        self._pending: deque[_Sent] = deque()
-        self._played: dict[str, float] = {}
         self._playing: str | None = None  # response id whose audio Twilio is playing
         self._clear_pending = False
+        self._cut: set[str] = set()
         self._wake = asyncio.Event()
         self._closed = False
         self._stopped = False
@@ -266,61 +227,48 @@ class TwilioLeg:
         """A phone has no event channel: Realtime events for a client stop here."""
 
     def play_audio(self, pcm: bytes, item_id: str, response_id: str) -> None:
-        if self._closed:
-            return
+        if self._closed or item_id in self._cut:
+            return  # deltas of a cut item still in flight from upstream are not played
         was_idle = not self.playout.active
-        data = pcm if self._passthrough else self._to_mulaw(pcm, item_id, response_id)
-        self.playout.push(data, item_id, response_id)
+        if self._passthrough:
+            self.playout.push(pcm, item_id, response_id)
+        else:
+            tc = self._transcoder
+            if tc.item_id and tc.item_id != item_id:
+                self.playout.push(tc.flush(), tc.item_id, tc.response_id)
+            tc.item_id, tc.response_id = item_id, response_id
+            self.playout.push(tc.push(pcm), item_id, response_id)
         if was_idle:
             self._wake.set()
 
     def end_audio(self, item_id: str) -> None:
-        if not self._passthrough and self._carry_item == item_id:
-            self._flush_carry()
         was_idle = not self.playout.active
+        tc = self._transcoder
+        if not self._passthrough and tc.item_id == item_id:
+            self.playout.push(tc.flush(), item_id, tc.response_id)
+            tc.item_id = ""
         self.playout.end_item(item_id)
         if was_idle:
             self._wake.set()
 
-    def _to_mulaw(self, pcm: bytes, item_id: str, response_id: str) -> bytes:
-        """Transcode mode: PCM16 24 kHz from upstream -> µ-law 8 kHz."""
-        if self._carry and self._carry_item != item_id:
-            self._flush_carry()
-        self._carry_item, self._carry_resp = item_id, response_id
-        self._carry += pcm
-        usable = len(self._carry) - len(self._carry) % 6  # whole groups of 3 samples
-        if not usable:
-            return b""
-        samples = np.frombuffer(bytes(self._carry[:usable]), dtype="<i2")
-        del self._carry[:usable]
-        return ulaw_encode(self._down.process(samples))
-
-    def _flush_carry(self) -> None:
-        if not self._carry:
-            return
-        self._carry += bytes(-len(self._carry) % 6)
-        tail = ulaw_encode(self._down.process(np.frombuffer(bytes(self._carry), dtype="<i2")))
-        self._carry.clear()
-        self.playout.push(tail, self._carry_item, self._carry_resp)
-
     def interrupt(self) -> tuple[str | None, float]:
         """Drop queued audio, ``clear`` Twilio's buffer; the item heard and its played ms."""
-        item = self._pending[0].item_id if self._pending else self.playout.head_item()
-        # Echoes of marks still pending come back after the clear, for audio never played.
-        self._pending.clear()
+        item = self.marks.head_item or self.playout.head_item()
+        if item:
+            self._cut.add(item)
+        self.marks.forget_pending()
         self.playout.clear()
-        self._carry.clear()
-        self._down = down_24k_to_8k()
+        self._transcoder.reset()
         self._clear_pending = True
         self._wake.set()
-        return item, (self._played.get(item, 0.0) if item else 0.0)
+        return item, (self.marks.played_ms(item) if item else 0.0)
 
     def played_ms(self, item_id: str) -> float:
-        return self._played.get(item_id, 0.0)
+        return self.marks.played_ms(item_id)
 
     @property
     def audio_active(self) -> bool:
-        return self.playout.active or bool(self._pending)
+        return self.playout.active or bool(self.marks)
 
     # -- outbound: pacing and marks -----------------------------------------------------
 
@@ -354,8 +302,7 @@ class TwilioLeg:
         now = self._loop.time()
         start = max(self._play_end, now)
         self._play_end = start + FRAME_S
-        self._seq += 1
-        self._pending.append(_Sent(self._seq, frame.item_id, frame.audio_ms, self._play_end))
+        mark = self.marks.sent(frame.item_id, frame.audio_ms, self._play_end)
         if self._playing != frame.response_id:
             self._playing = frame.response_id
             self._sink.on_playout(True, frame.response_id)
@@ -367,7 +314,7 @@ class TwilioLeg:
         await self._send({"event": "media", "streamSid": self.stream_sid,
                           "media": {"payload": payload}})
         await self._send({"event": "mark", "streamSid": self.stream_sid,
-                          "mark": {"name": str(self._seq)}})
+                          "mark": {"name": mark}})
         if not self.playout.active:
             self._arm_overdue()
 
@@ -393,14 +340,11 @@ class TwilioLeg:
         if seq is None:
             self._ignore("unknown_mark")
             return
-        # Marks come back in the order sent: one echo acknowledges every frame before it.
-        while self._pending and self._pending[0].seq <= seq:
-            sent = self._pending.popleft()
-            self._played[sent.item_id] = self._played.get(sent.item_id, 0.0) + sent.audio_ms
+        self.marks.ack(seq)
         self._maybe_stopped()
 
     def _maybe_stopped(self) -> None:
-        if not self._pending and not self.playout.active:
+        if not self.marks and not self.playout.active:
             self._stop_playing()
 
     def _arm_overdue(self) -> None:
@@ -410,17 +354,15 @@ class TwilioLeg:
 
     def _overdue(self) -> None:
         self._overdue_timer = None
-        if self._closed or not self._pending:
+        due = self.marks.last_due
+        if self._closed or due is None:
             return
-        now = self._loop.time()
-        if self._pending[-1].due + MARK_GRACE_S > now:
+        if due + MARK_GRACE_S > self._loop.time():
             self._arm_overdue()
             return
-        log.warning("twilio stream %s: %d mark echo(es) overdue; counting them as played",
-                    self.stream_sid, len(self._pending))
-        while self._pending:
-            sent = self._pending.popleft()
-            self._played[sent.item_id] = self._played.get(sent.item_id, 0.0) + sent.audio_ms
+        n = self.marks.settle_all()
+        log.warning("twilio stream %s: %d mark echo(es) overdue; counted as played",
+                    self.stream_sid, n)
         self._maybe_stopped()
 
     # -- teardown -----------------------------------------------------------------------

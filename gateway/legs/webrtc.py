@@ -29,8 +29,8 @@ from aiortc.mediastreams import MediaStreamError
 from ..audio.resample import StereoTo24kMono
 from ..errors import ApiError
 from .base import LegSink
-from .playout import Playout, QueuedFrame
 from .opus_out import VoiceOpusEncoder
+from .playout import Playout, QueuedFrame
 from .tracks import OutboundAudioTrack
 
 log = logging.getLogger("gateway.webrtc")
