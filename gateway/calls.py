@@ -77,7 +77,7 @@ class CallFactory:
         call = CallSession(call_id=call_id, config=self.config, profile=profile,
                            metrics=self.metrics, transport="webrtc", dialect=dialect,
                            session=session, tool_lookup=self.tools.spec,
-                           on_closed=self._closed)
+                           on_closed=self.call_closed)
         media = self.config.media
         leg = WebRtcLeg(call, max_buffer_s=media.outbound_buffer_s,
                         max_event_bytes=media.max_event_bytes, dead_peer_s=media.dead_peer_s,
@@ -115,6 +115,18 @@ class CallFactory:
     async def join(self, call: CallSession, leg: Leg, upstream: UpstreamConnection,
                     effective: dict[str, Any], extra: dict[str, Any]) -> None:
         """Everything after both legs are up, the same for every transport."""
+        try:
+            await self._join(call, leg, upstream, effective, extra)
+        except BaseException:
+            if self.calls.get(call.call_id) is None:
+                self.calls.release_reservation()
+            await call.close("setup_failed")
+            await leg.close()
+            await upstream.close()
+            raise
+
+    async def _join(self, call: CallSession, leg: Leg, upstream: UpstreamConnection,
+                    effective: dict[str, Any], extra: dict[str, Any]) -> None:
         profile = call.profile
         if call.dialect == "beta":
             attach_beta(call)
@@ -164,7 +176,7 @@ class CallFactory:
         call = CallSession(call_id=self.new_call_id(), config=self.config, profile=profile,
                            metrics=self.metrics, transport="websocket", dialect=dialect,
                            session=session, tool_lookup=self.tools.spec,
-                           on_closed=self._closed)
+                           on_closed=self.call_closed)
         try:
             upstream, effective = await self.connect_upstream(profile, session)
         except UpstreamError as e:
@@ -225,7 +237,7 @@ class CallFactory:
         if rtt is not None:
             m.webrtc_rtt.observe(rtt)
 
-    async def _closed(self, call: CallSession, reason: str) -> None:
+    async def call_closed(self, call: CallSession, reason: str) -> None:
         self.calls.remove(call.call_id)
         with contextlib.suppress(Exception):
             await self.registry.remove_call(call.call_id)

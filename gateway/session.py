@@ -378,6 +378,8 @@ class CallSession:
                 if event["type"] == "error" and (event.get("error") or {}).get(
                         "code") == "session_expired":
                     raise UpstreamClosed("session_expired", "upstream session hit its limit")
+                if self.hooks.upstream_gate and not all(g(event) for g in self.hooks.upstream_gate):
+                    continue  # held back (a supervisor has the call: gateway/supervise.py)
                 handler = self._upstream_handlers.get(event["type"], self._forward)
                 handler(event)
         except UpstreamClosed as e:
@@ -439,6 +441,8 @@ class CallSession:
             if created is not None:
                 self.metrics.upstream_ttfa.observe(time.monotonic() - created)
         st.received_ms += len(pcm) / bytes_per_ms(self.wire_format)
+        if st.truncated_ms is not None:
+            return  # cut by a barge-in: what the upstream still sends must not be played
         if self.leg is not None:
             self.leg.play_audio(pcm, item_id, rid)
             if self.leg.forwards_audio_events:
@@ -601,6 +605,8 @@ class SessionHooks:
     interrupted: list[Callable[[str, int, ItemState | None], None]] = field(default_factory=list)
     on_close: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
     notes: list[Callable[[str, float, dict[str, Any]], None]] = field(default_factory=list)
+    #: Consulted before an upstream event is handled: any False drops it (supervisor takeover).
+    upstream_gate: list[Callable[[Event], bool]] = field(default_factory=list)
 
 
 __all__ = ["FRAME_MS", "CallSession", "ItemState", "SessionHooks"]

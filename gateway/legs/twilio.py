@@ -294,7 +294,7 @@ async def _run_call(request: web.Request, ws: web.WebSocketResponse, start: Stre
     call = CallSession(call_id=factory.new_call_id(), config=config, profile=profile,
                        metrics=factory.metrics, transport="twilio", dialect="ga",
                        session=grant.session, tool_lookup=factory.tools.spec,
-                       on_closed=factory._closed)
+                       on_closed=factory.call_closed)
     try:
         upstream, effective = await factory.connect_upstream(profile, grant.session)
     except UpstreamError as e:

@@ -26,9 +26,12 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from ..audio.conceal import Concealer
+from ..audio.formats import FRAME_SAMPLES
 from ..audio.resample import StereoTo24kMono
 from ..errors import ApiError
 from .base import LegSink
+from .jitter import AdaptiveJitterBuffer, install_jitter_buffer
 from .opus_out import VoiceOpusEncoder
 from .playout import Playout, QueuedFrame
 from .tracks import OutboundAudioTrack
@@ -66,6 +69,7 @@ class WebRtcLeg:
         self._dead_peer_s = dead_peer_s
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.playout = Playout(max_buffer_s)
+        self.jitter = AdaptiveJitterBuffer()
         self._last_played: QueuedFrame | None = None
         self.track = OutboundAudioTrack(
             self.playout, self._on_frame,
@@ -92,6 +96,9 @@ class WebRtcLeg:
                            "Opus audio section).") from e
         if not any(t.kind == "audio" for t in self.pc.getTransceivers()):
             raise ApiError(400, "invalid_sdp", "The SDP offer has no usable audio section.")
+        for t in self.pc.getTransceivers():
+            if t.kind == "audio":
+                install_jitter_buffer(t.receiver, self.jitter)
         self.pc.addTrack(self.track)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
@@ -134,6 +141,8 @@ class WebRtcLeg:
 
     async def _pump_audio(self, track: MediaStreamTrack) -> None:
         resampler = StereoTo24kMono()
+        concealer = Concealer(FRAME_SAMPLES)
+        expected_pts: int | None = None
         try:
             while True:
                 frame = await track.recv()
@@ -146,7 +155,14 @@ class WebRtcLeg:
                         self._arm_dead_timer()
                 channels = len(frame.layout.channels)
                 data: npt.NDArray[np.int16] = frame.to_ndarray().reshape(-1)  # type: ignore[assignment]
-                self._sink.on_caller_audio(resampler.process(data, channels))
+                pts = frame.pts or 0
+                if expected_pts is not None and 0 < pts - expected_pts < 48_000:
+                    # Packets declared lost by the jitter buffer: conceal, keep time.
+                    self._sink.on_caller_audio(concealer.fill((pts - expected_pts) // 2))
+                expected_pts = pts + frame.samples
+                pcm = resampler.process(data, channels)
+                concealer.observe(pcm)
+                self._sink.on_caller_audio(pcm)
         except MediaStreamError:
             return
 
