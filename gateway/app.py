@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from . import admin, demo, ops, signaling, signaling_ws
+from . import admin, demo, ops, signaling, signaling_ws, supervise
 from .appkeys import CALLS, CONFIG, FACTORY, HTTP, METRICS, REGISTRY, TOKENS
 from .calls import CallFactory
 from .config import Config
@@ -135,6 +135,7 @@ def make_app(config: Config, *, metrics: Metrics | None = None) -> web.Applicati
     app.add_routes(signaling_ws.routes)
     app.add_routes(ops.routes)
     app.add_routes(twilio.routes)
+    app.add_routes(supervise.routes)
     demo.setup(app)
     admin.setup(app)
     return app

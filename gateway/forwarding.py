@@ -76,7 +76,7 @@ async def forward_to_owner(request: web.Request, *, call_id: str | None = None,
             data = await r.read()
             out = web.Response(status=r.status, body=data, headers={
                 h: r.headers[h] for h in _RESPONSE_HEADERS if h in r.headers})
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+    except (TimeoutError, aiohttp.ClientError, OSError) as e:
         log.warning("%s %s: owner %s at %s did not answer (%s)", request.method, request.path,
                     owner, base, type(e).__name__)
         raise ApiError(502, "owner_unreachable", "The gateway instance that holds this call "

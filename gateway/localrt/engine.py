@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from .asr import AsrModels
+from .asr import CMN_INIT, AsrModels
 from .config import EngineConfig
 from .phrases import domain_sentences
 from .tts import Voice
@@ -37,7 +37,7 @@ class Engine:
         rec.start()
         rec.feed(np.zeros(1600, dtype=np.int16))
         rec.finish()
-        self.asr.decode_generic(np.zeros(1600, dtype=np.int16))
+        self.asr.decode_generic(np.zeros(1600, dtype=np.int16), CMN_INIT)
 
     def close(self) -> None:
         self.asr.close()

@@ -66,6 +66,34 @@ class Pacer:
         return max(ahead, 0.0) / (1000.0 * self._pace)
 
 
+class Prefetch:
+    """Audio of a reply's first sentence, synthesised ahead: while the caller's silence window
+    runs out, the session guesses the reply from the partial transcript. When the final
+    transcript gives the same first sentence, the response starts with audio already made."""
+
+    def __init__(self, voice: Voice, keep: int = 2) -> None:
+        self._voice = voice
+        self._keep = keep
+        self._futures: dict[tuple[str, int, float], asyncio.Future[Any]] = {}
+
+    def start(self, sentence: str, rate: int, speed: float) -> None:
+        key = (sentence, rate, speed)
+        if key in self._futures:
+            return
+        loop = asyncio.get_running_loop()
+        self._futures[key] = loop.run_in_executor(None, self._voice.synthesize, *key)
+        while len(self._futures) > self._keep:
+            self._futures.pop(next(iter(self._futures))).cancel()
+
+    def take(self, sentence: str, rate: int, speed: float) -> asyncio.Future[Any] | None:
+        return self._futures.pop((sentence, rate, speed), None)
+
+    def clear(self) -> None:
+        for fut in self._futures.values():
+            fut.cancel()
+        self._futures.clear()
+
+
 class _Cancelled(Exception):
     """Raised at a checkpoint once the response was cancelled."""
 
@@ -77,8 +105,9 @@ class ResponseRun:
     """
 
     def __init__(self, params: ResponseParams, conversation: Conversation, voice: Voice,
-                 config: EngineConfig, emit: Emit) -> None:
+                 config: EngineConfig, emit: Emit, prefetch: Prefetch | None = None) -> None:
         self.id = new_id("resp")
+        self._prefetch = prefetch
         self.params = params
         self._conversation = conversation
         self._voice = voice
@@ -228,7 +257,8 @@ class ResponseRun:
         def synth(sentence: str) -> Any:
             return self._voice.synthesize(sentence, rate, speed)
 
-        pending = loop.run_in_executor(None, synth, sentences[0])
+        ready = self._prefetch.take(sentences[0], rate, speed) if self._prefetch else None
+        pending = ready or loop.run_in_executor(None, synth, sentences[0])
         try:
             for i, sentence in enumerate(sentences):
                 await self._until(pending, None)

@@ -10,6 +10,7 @@ single-thread executor; responses run as their own tasks and cancel cooperativel
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 from collections.abc import Callable
@@ -20,10 +21,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from .agent import Agent, Turn
 from .asr import Utterance
+from .audioio import wire_rate
 from .config import EngineConfig
 from .conversation import Conversation, Item
 from .engine import Engine
-from .listener import Listener, ListenEvent, SpeechStarted
+from .listener import Listener, ListenEvent, Pause, SpeechStarted
 from .protocol import (
     ClientError,
     Json,
@@ -34,8 +36,9 @@ from .protocol import (
     parse_client_event,
     server_event,
 )
-from .response import ResponseParams, ResponseRun
+from .response import Prefetch, ResponseParams, ResponseRun
 from .sessionconfig import SessionConfig
+from .tts import split_sentences
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,6 +62,7 @@ class Session:
         self._inbox: asyncio.Queue[Any] = asyncio.Queue(settings.input_queue_chunks)
         self._outbox: asyncio.Queue[Json] = asyncio.Queue(settings.outbox_events)
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="localrt-session")
+        self.prefetch = Prefetch(engine.voice)
         self._listener: Listener | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -97,6 +101,7 @@ class Session:
         finally:
             for run in list(self._runs):
                 await run.abort()
+            self.prefetch.clear()
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)
@@ -153,6 +158,9 @@ class Session:
     async def on_listen_events(self, events: list[ListenEvent]) -> None:
         td = self.config.turn_detection
         for ev in events:
+            if isinstance(ev, Pause):
+                self._prepare_reply(ev.text)
+                continue
             if isinstance(ev, SpeechStarted):
                 self.speech_item_id = new_id("item")
                 await self.emit(server_event("input_audio_buffer.speech_started",
@@ -207,11 +215,28 @@ class Session:
 
             await self.start_response(response_params(None, self.config, self.conversation))
 
+    def _prepare_reply(self, heard: str) -> None:
+        """Synthesise the first sentence of the reply the caller will most likely get."""
+        td = self.config.turn_detection
+        if not heard or td is None or not td.create_response or self.active is not None:
+            return
+        from .params import response_params
+
+        params = response_params(None, self.config, self.conversation)
+        if "audio" not in params.output_modalities:
+            return
+        guess = self.build_turn(params)
+        turn = Turn("user", text=heard, previous_reply=guess.previous_reply)
+        reply = copy.deepcopy(self.agent).reply(turn, params.tools, params.tool_choice)
+        if reply.text:
+            first = split_sentences(reply.text)[0]
+            self.prefetch.start(first, wire_rate(params.output_format), params.speed)
+
     # -- responses -----------------------------------------------------------------------------
 
     async def start_response(self, params: ResponseParams) -> ResponseRun:
         run = ResponseRun(params, self.conversation, self.engine.voice, self.settings,
-                          self.emit)
+                          self.emit, self.prefetch)
         self.active = run
         self._runs.add(run)
         turn = self.build_turn(params)

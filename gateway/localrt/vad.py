@@ -87,6 +87,11 @@ class SpeechGate:
         self.threshold = threshold
         self.silence_ms = silence_ms
 
+    @property
+    def silent_ms(self) -> int:
+        """How long the current speech has been quiet (0 outside speech)."""
+        return self._run * WINDOW_MS if self.in_speech else 0
+
     def reset_turn(self) -> None:
         self.in_speech = False
         self._run = 0
