@@ -33,7 +33,8 @@ def main() -> None:
         rows.append(row)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(rows, indent=2))
-    print(f"{'condition':24s} {'gateway p50/p99 (last min)':>30s} {'aiortc p50/p99 (last min)':>30s}")
+    head = ('condition', 'gateway p50/p99 (last min)', 'aiortc p50/p99 (last min)')
+    print(f"{head[0]:24s} {head[1]:>30s} {head[2]:>30s}")
     for row in rows:
         cells = []
         for k in ("gateway", "aiortc"):
