@@ -22,7 +22,7 @@ from .ids import new_id
 from .legs.base import Leg
 from .legs.webrtc import WebRtcLeg
 from .legs.websocket import WebSocketLeg
-from .metrics import Metrics
+from .metrics import Metrics, bounded
 from .registry import CallInfo, LocalCalls, Registry
 from .session import CallSession
 from .toolrounds import ToolRounds
@@ -103,7 +103,7 @@ class CallFactory:
                 await upstream_t.result()[0].close()
             await leg.close()
             code = e.code if isinstance(e, ApiError | UpstreamError) else "internal_error"
-            self.metrics.call_setup_failures.labels("webrtc", code).inc()
+            self.metrics.call_setup_failures.labels("webrtc", bounded(code)).inc()
             if isinstance(e, UpstreamError):
                 log.warning("upstream unavailable at call setup: %s", e.code)
                 raise ApiError(502, e.code, "The realtime upstream is unavailable: "
@@ -181,7 +181,7 @@ class CallFactory:
             upstream, effective = await self.connect_upstream(profile, session)
         except UpstreamError as e:
             self.calls.release_reservation()
-            self.metrics.call_setup_failures.labels("websocket", e.code).inc()
+            self.metrics.call_setup_failures.labels("websocket", bounded(e.code)).inc()
             raise ApiError(502, e.code, f"The realtime upstream is unavailable: {e.message}",
                            type_="server_error") from e
         except BaseException:

@@ -13,7 +13,7 @@ import secrets
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,6 +169,17 @@ class MediaConfig:
     #: codes CELT-only, which measured both cheaper and closer to the source than lower rates.
     opus_bitrate: int = 96_000
     opus_complexity: int = 5
+    #: UDP ports WebRTC media may bind (one per call); 0/0 = any. See docs/networking.md.
+    port_min: int = 0
+    port_max: int = 0
+    #: Public IPs of a 1:1 NAT, announced in answers on the same ports (mediasoup's announcedIp).
+    announced_addresses: tuple[str, ...] = ()
+    #: Keep the private host candidates in answers (at a lower priority) next to announced ones.
+    announce_private: bool = True
+    #: STUN/TURN servers (tables: urls, username + credential | credential_env |
+    #: turn_secret_env + turn_ttl_s), parsed by gateway.legs.ice.parse_ice_servers.
+    #: May hold a credential: kept out of the config's repr.
+    ice_servers: Sequence[Mapping[str, Any]] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)

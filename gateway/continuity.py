@@ -20,6 +20,7 @@ from typing import Any
 
 from .call_recording import cut_transcript
 from .ids import new_id
+from .metrics import bounded
 from .session import CallSession, ItemState
 from .upstream.client import GATEWAY_EVENT_PREFIX, UpstreamConnection, UpstreamError
 
@@ -104,7 +105,7 @@ class UpstreamKeeper:
                     await old.close()
                 gap = (time.monotonic() - lost_at) * 1000
                 self.gaps_ms.append(gap)
-                s.metrics.upstream_reconnects.labels(code).inc()
+                s.metrics.upstream_reconnects.labels(bounded(code)).inc()
                 s.note("reconnected", text=f"upstream reconnected after {gap:.0f} ms")
                 return
             s.request_close("upstream_closed")

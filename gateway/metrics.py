@@ -16,6 +16,26 @@ LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.
 DBFS_BUCKETS = (-90.0, -70.0, -60.0, -50.0, -40.0, -30.0, -20.0, -10.0, -3.0, 0.0)
 
 
+TRANSPORTS = ("webrtc", "websocket", "twilio")
+DIRECTIONS = ("in", "out")
+#: Error codes kept as label values; anything else (an upstream may send any string) is
+#: counted as "other", so a misbehaving upstream cannot blow up the series count.
+KNOWN_CODES = frozenset({
+    "session_expired", "conversation_already_has_active_response", "response_cancel_not_active",
+    "input_audio_buffer_commit_empty", "beta_api_shape_disabled", "invalid_api_key",
+    "rate_limit_exceeded", "server_error", "invalid_request_error", "invalid_value",
+    "unknown_parameter", "upstream_closed", "upstream_timeout", "upstream_unreachable",
+    "upstream_rejected", "upstream_protocol", "bad_audio_delta", "send_queue_full",
+    "invalid_sdp", "at_capacity", "server_draining", "internal_error", "invalid_token",
+    "token_expired", "token_already_used", "model_not_found", "client_resumed", "rollover",
+    "unknown",
+})
+
+
+def bounded(code: str) -> str:
+    return code if code in KNOWN_CODES else "other"
+
+
 class Metrics:
     """One instance per process (workers each have their own; see docs/ARCHITECTURE.md)."""
 
@@ -43,7 +63,8 @@ class Metrics:
             "response.created -> first response.output_audio.delta from upstream",
             buckets=LATENCY_BUCKETS, registry=r)
         self.frame_seconds = Histogram(
-            "gateway_frame_processing_seconds", "CPU time spent on one 20 ms frame in the gateway",
+            "gateway_frame_processing_seconds",
+            "Time the gateway spends on one 20 ms frame (wall clock, on the event loop)",
             ["direction"], buckets=FRAME_BUCKETS, registry=r)
         self.loop_lag = Histogram(
             "gateway_event_loop_lag_seconds", "How late the event loop runs a timer",
@@ -92,6 +113,10 @@ class Metrics:
         self.webrtc_rtt = Histogram(
             "gateway_webrtc_rtt_seconds", "Round-trip time reported by RTCP",
             buckets=LATENCY_BUCKETS, registry=r)
+        self.webrtc_candidate_pairs = Counter(
+            "gateway_webrtc_candidate_pairs", "ICE candidate pair selected by connected WebRTC "
+            "peers, by candidate type (host, srflx, prflx, relay)",
+            ["local_type", "remote_type"], registry=r)
         self.outbound_frames = Counter(
             "gateway_outbound_frames_total", "Frames sent to callers", ["kind"], registry=r)
         self.recording_bytes = Counter(
@@ -102,3 +127,24 @@ class Metrics:
             "gateway_tokens_minted_total", "Ephemeral tokens minted", ["dialect"], registry=r)
         self.http_errors = Counter(
             "gateway_http_errors_total", "Error responses", ["status", "code"], registry=r)
+        self._precreate()
+
+    def _precreate(self) -> None:
+        """Create the series of every bounded label value now, at 0: a series born at its
+        first event at 1 is never counted by rate()/increase(), so the first interruption
+        of a process would never show on a graph."""
+        for t in TRANSPORTS:
+            for m in (self.active_calls, self.interruptions, self.turn_latency):
+                m.labels(t)
+        for d in DIRECTIONS:
+            for h in (self.frame_seconds, self.audio_level, self.audio_peak,
+                      self.clipped_samples, self.audio_seconds):
+                h.labels(d)
+        for action in ("prompt", "hangup"):
+            self.idle_events.labels(action)
+        for kind in ("silence", "no_audio"):
+            self.dead_mic_events.labels(kind)
+        for dialect in ("ga", "beta", "demo"):
+            self.tokens_minted.labels(dialect)
+        for kind in ("speech", "silence"):
+            self.outbound_frames.labels(kind)

@@ -23,13 +23,13 @@ import numpy.typing as npt
 
 from . import policy
 from .audio.formats import FRAME_MS, WireFormat, bytes_per_ms
-from .audio.levels import measure
+from .audio.levels import measure, measure_bytes
 from .config import Config, Profile
 from .errors import error_event
 from .ids import new_id
 from .legs.base import Leg
 from .legs.playout import QueuedFrame
-from .metrics import Metrics
+from .metrics import Metrics, bounded
 from .upstream.client import GATEWAY_EVENT_PREFIX, UpstreamClosed, UpstreamConnection
 
 log = logging.getLogger("gateway.session")
@@ -118,6 +118,8 @@ class CallSession:
             "input_audio_buffer.append": self._client_append,
         }
         self.hooks = SessionHooks()
+        self._m_in = DirectionMetrics(metrics, "in")
+        self._m_out = DirectionMetrics(metrics, "out")
         self.resume_token = new_id("rs_" + config.server.instance_id, 18)
         self.suspended = False
         self._leg_closers: set[asyncio.Task[None]] = set()
@@ -210,7 +212,7 @@ class CallSession:
 
     def client_error(self, code: str, message: str, *, param: str | None = None,
                      client_event_id: str | None = None) -> None:
-        self.metrics.client_errors.labels(code).inc()
+        self.metrics.client_errors.labels(code).inc()  # the gateway's own codes: bounded
         self.send_to_client(error_event(code, message, param=param,
                                         client_event_id=client_event_id))
 
@@ -306,13 +308,14 @@ class CallSession:
             return
         t0 = time.perf_counter()
         level = measure(pcm)
-        m = self.metrics
-        m.audio_level.labels("in").observe(level.rms_dbfs)
-        m.audio_peak.labels("in").observe(level.peak_dbfs)
+        m = self._m_in
+        m.level.observe(level.rms_dbfs)
+        m.peak.observe(level.peak_dbfs)
         if level.clipped:
-            m.clipped_samples.labels("in").inc(level.clipped)
+            m.clipped.inc(level.clipped)
         data = pcm.tobytes()
         frame_ms = len(pcm) / 24
+        m.seconds.inc(frame_ms / 1000)  # cost accrues as it happens, not at hang-up
         self.stats.caller_audio_ms += frame_ms
         # Caller audio is placed by a running cursor (no per-frame jitter), re-anchored to
         # the wall clock when they part by over 100 ms (a gap in the media, a reconnect).
@@ -327,13 +330,14 @@ class CallSession:
         if len(self._append_buf) >= self._append_bytes and self.upstream is not None:
             self.upstream.send_audio(base64.b64encode(self._append_buf).decode())
             self._append_buf.clear()
-        m.frame_seconds.labels("in").observe(time.perf_counter() - t0)
+        m.frame.observe(time.perf_counter() - t0)
 
     def on_agent_frame(self, frame: QueuedFrame | None, offset_ms: float) -> None:
         if self._agent_base_ms is None:
             self._agent_base_ms = self.call_ms() - offset_ms
         offset_ms += self._agent_base_ms
         if frame is None:
+            self._m_out.silent_frames.inc()
             if self._bargein_at is not None:
                 self.metrics.barge_in_cutoff.observe(time.perf_counter() - self._bargein_at)
                 self._bargein_at = None
@@ -341,6 +345,14 @@ class CallSession:
                 obs(None, offset_ms)
             return
         self.stats.agent_audio_ms += frame.audio_ms
+        m = self._m_out
+        m.speech_frames.inc()
+        m.seconds.inc(frame.audio_ms / 1000)
+        level = measure_bytes(frame.pcm)
+        m.level.observe(level.rms_dbfs)
+        m.peak.observe(level.peak_dbfs)
+        if level.clipped:
+            m.clipped.inc(level.clipped)
         if self._first_frame_pending and self._speech_stopped_at is not None:
             self._first_frame_pending = False
             self.metrics.turn_latency.labels(self.transport).observe(
@@ -386,7 +398,7 @@ class CallSession:
             if conn is not self.upstream or self._closing:
                 return  # replaced on purpose (rollover) or the call is ending
             log.info("upstream lost: %s", e.message)
-            self.metrics.upstream_errors.labels(e.code).inc()
+            self.metrics.upstream_errors.labels(bounded(e.code)).inc()
             if self.on_upstream_lost is not None and e.retryable:
                 self.on_upstream_lost(e.code)
             else:
@@ -488,7 +500,7 @@ class CallSession:
     def _up_error(self, event: Event) -> None:
         err = event.get("error") or {}
         code = str(err.get("code") or err.get("type") or "unknown")
-        self.metrics.upstream_errors.labels(code).inc()
+        self.metrics.upstream_errors.labels(bounded(code)).inc()
         ref = err.get("event_id")
         if isinstance(ref, str) and ref.startswith(GATEWAY_EVENT_PREFIX):
             for obs in self.hooks.upstream_event:
@@ -572,8 +584,6 @@ class CallSession:
         if self.upstream is not None:  # attach() counted it
             self.metrics.active_calls.labels(self.transport).dec()
         self.metrics.calls_total.labels(self.transport, reason).inc()
-        self.metrics.audio_seconds.labels("in").inc(self.stats.caller_audio_ms / 1000)
-        self.metrics.audio_seconds.labels("out").inc(self.stats.agent_audio_ms / 1000)
         if self._on_closed is not None:
             await self._on_closed(self, reason)
         self.closed.set()
@@ -587,6 +597,19 @@ def _wire_format(session: Event) -> WireFormat:
     fmt = ((session.get("audio") or {}).get("input") or {}).get("format") or {}
     kind = fmt.get("type") if isinstance(fmt, dict) else None
     return kind if kind in ("audio/pcmu", "audio/pcma") else "audio/pcm"
+
+
+class DirectionMetrics:
+    """The labelled children one direction of a call touches per frame, looked up once."""
+
+    def __init__(self, m: Metrics, direction: str) -> None:
+        self.level = m.audio_level.labels(direction)
+        self.peak = m.audio_peak.labels(direction)
+        self.clipped = m.clipped_samples.labels(direction)
+        self.seconds = m.audio_seconds.labels(direction)
+        self.frame = m.frame_seconds.labels(direction)
+        self.speech_frames = m.outbound_frames.labels("speech")
+        self.silent_frames = m.outbound_frames.labels("silence")
 
 
 @dataclass

@@ -58,13 +58,14 @@ TICK_S = FRAME_MS / 1000
 #: A listener's queue, in packets: a sender stuck longer than this loses the oldest.
 LISTENER_QUEUE = 5
 #: Ungated (caller) buffer: beyond this many frames the oldest are dropped.
-CALLER_MAX_FRAMES = 15
+CALLER_MAX_FRAMES = 8
 #: Gated (agent) buffer: frames later than this are dropped; total cap (a WebSocket leg
 #: places a whole answer ahead of real time).
 AGENT_LATE_MS = 300.0
 AGENT_MAX_FRAMES = 3000
-#: Every this many ticks, a buffer that never ran below two frames drops one (latency
-#: creeps down after a burst instead of staying high for the rest of the call).
+#: Every this many ticks, a buffer that never ran below three frames drops the excess over
+#: one frame of slack (after a burst or a stall the delay comes back down within a second
+#: instead of staying for the rest of the call; the slack absorbs the usual jitter).
 SHRINK_TICKS = 50
 
 _ZERO24 = np.zeros(FRAME_SAMPLES, np.int16)
@@ -103,12 +104,12 @@ class SourceBuffer:
             self.dropped += 1
 
     def _due_count(self, now_ms: float) -> int:
-        """Frames that may play now, counted up to 3 (O(1))."""
+        """Frames that may play now, counted up to a bound (O(1))."""
         if not self.gated:
-            return min(len(self._frames), 3)
+            return len(self._frames)
         n = 0
         for due, _, _ in self._frames:
-            if due > now_ms + FRAME_MS or n == 3:
+            if due > now_ms + FRAME_MS or n == CALLER_MAX_FRAMES:
                 break
             n += 1
         return n
@@ -124,7 +125,7 @@ class SourceBuffer:
         self._low = min(self._low, avail)
         self._ticks += 1
         if self._ticks >= SHRINK_TICKS:
-            if self._low >= 2:
+            for _ in range(self._low - 2):  # the frame due + one of slack
                 frames.popleft()
                 self.dropped += 1
                 avail -= 1

@@ -29,8 +29,12 @@ def measure(samples: npt.NDArray[np.int16]) -> Level:
         return Level(FLOOR_DBFS, FLOOR_DBFS, 0)
     f = samples.astype(np.float32)
     rms = float(np.sqrt(np.dot(f, f) / len(f)))
-    peak = int(np.max(np.abs(samples.astype(np.int32))))
-    clipped = int(np.count_nonzero(np.abs(samples.astype(np.int32)) >= CLIP_LEVEL))
+    # Peak from min/max of the int16 data (no abs over a widened copy); clipping is only
+    # counted when the peak reaches it, which it almost never does.
+    peak = max(-int(samples.min()), int(samples.max()))
+    clipped = 0
+    if peak >= CLIP_LEVEL:
+        clipped = int(np.count_nonzero(np.abs(samples.astype(np.int32)) >= CLIP_LEVEL))
     return Level(max(_db(rms), FLOOR_DBFS), max(_db(peak), FLOOR_DBFS), clipped)
 
 

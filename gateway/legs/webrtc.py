@@ -31,6 +31,7 @@ from ..audio.formats import FRAME_SAMPLES
 from ..audio.resample import StereoTo24kMono
 from ..errors import ApiError
 from .base import LegSink
+from .ice import MediaNetwork, selected_pair
 from .jitter import AdaptiveJitterBuffer, install_jitter_buffer
 from .opus_out import VoiceOpusEncoder
 from .playout import Playout, QueuedFrame
@@ -60,14 +61,21 @@ class WebRtcLeg:
                  dead_peer_s: float, stats_observer: StatsObserver | None = None,
                  stats_interval_s: float = 5.0, opus_bitrate: int = 96_000,
                  opus_complexity: int = 5,
-                 on_encode: Callable[[float], None] | None = None) -> None:
+                 on_encode: Callable[[float], None] | None = None,
+                 network: MediaNetwork | None = None,
+                 on_ice_pair: Callable[[str, str], None] | None = None) -> None:
         self._stats_observer = stats_observer
         self._stats_interval = stats_interval_s
         self._lost_seen = 0
         self._sink = sink
         self._max_event_bytes = max_event_bytes
         self._dead_peer_s = dead_peer_s
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        # Port range, announced addresses, ICE servers (gateway/legs/ice.py); never aiortc's
+        # default STUN server.
+        self._network = network
+        self._on_ice_pair = on_ice_pair
+        self.pc = RTCPeerConnection(network.rtc_configuration() if network is not None
+                                    else RTCConfiguration(iceServers=[]))
         self.playout = Playout(max_buffer_s)
         self.jitter = AdaptiveJitterBuffer()
         self._last_played: QueuedFrame | None = None
@@ -100,6 +108,8 @@ class WebRtcLeg:
             if t.kind == "audio":
                 install_jitter_buffer(t.receiver, self.jitter)
         self.pc.addTrack(self.track)
+        if self._network is not None:
+            self._network.install(self.pc)  # before gathering: host ports inside the range
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         self._arm_dead_timer()
@@ -107,7 +117,8 @@ class WebRtcLeg:
             task = asyncio.create_task(self._stats_loop(), name="webrtc-stats")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return str(self.pc.localDescription.sdp)
+        sdp = str(self.pc.localDescription.sdp)
+        return self._network.finish_answer(sdp) if self._network is not None else sdp
 
     async def _stats_loop(self) -> None:
         """Sample RTCP-derived quality every few seconds for the metrics."""
@@ -120,7 +131,8 @@ class WebRtcLeg:
                 if s.type == "inbound-rtp" and s.kind == "audio":
                     lost += int(s.packetsLost or 0)
                     jitter = float(s.jitter or 0) / 48000  # RTP clock units -> seconds
-                elif s.type == "remote-inbound-rtp" and s.kind == "audio":
+                elif s.type == "remote-inbound-rtp" and s.kind == "audio" and \
+                        s.roundTripTime is not None:  # None until the first receiver report
                     rtt = float(s.roundTripTime)
             delta, self._lost_seen = max(0, lost - self._lost_seen), max(lost, self._lost_seen)
             self._stats_observer(delta, jitter, rtt)
@@ -233,6 +245,10 @@ class WebRtcLeg:
 
     def _on_state(self) -> None:
         state = self.pc.connectionState
+        if state == "connected" and self._on_ice_pair is not None:
+            pair = selected_pair(self.pc)
+            if pair is not None:
+                self._on_ice_pair(*pair)
         if state in ("failed", "closed") and not self._closed:
             self._sink.on_leg_gone("client_lost" if state == "failed" else "client_closed")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,9 @@ import numpy.typing as npt
 SENTENCE_GAP_S = 0.12
 #: piper normalises each sentence to full scale; leave headroom for the resampler.
 VOLUME = 0.8
+#: Sentences kept synthesised: a rule-based agent repeats its phrases ("Hello! How can I help
+#: you today?"), and each costs ~70-250 ms of CPU to make again. ~3 s of audio each.
+CACHE_SENTENCES = 64
 
 Samples = npt.NDArray[np.int16]
 
@@ -59,9 +63,27 @@ class Voice:
         self._voice: Any = PiperVoice(config=config, session=session)
         self.sample_rate: int = int(config.sample_rate)
         self._phonemize_lock = threading.Lock()
+        self._cache: OrderedDict[tuple[str, int, float], Samples] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def synthesize(self, sentence: str, rate: int, speed: float = 1.0) -> Samples:
-        """One sentence -> PCM16 mono at ``rate`` (resampled from the voice's 22.05 kHz)."""
+        """One sentence -> PCM16 mono at ``rate`` (resampled from the voice's 22.05 kHz).
+
+        Thread-safe; the result is shared (read-only)."""
+        key = (sentence, rate, speed)
+        with self._cache_lock:
+            if (hit := self._cache.get(key)) is not None:
+                self._cache.move_to_end(key)
+                return hit
+        out = self._synthesize(sentence, rate, speed)
+        out.flags.writeable = False
+        with self._cache_lock:
+            self._cache[key] = out
+            while len(self._cache) > CACHE_SENTENCES:
+                self._cache.popitem(last=False)
+        return out
+
+    def _synthesize(self, sentence: str, rate: int, speed: float) -> Samples:
         import soxr
         from piper.config import SynthesisConfig
 
