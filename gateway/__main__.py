@@ -30,6 +30,11 @@ def _serve(args: argparse.Namespace) -> int:
         log.info("no OPENAI_API_KEY: using the embedded local engine at %s", url)
     try:
         cfg = config_mod.load(args.config, env)
+        if args.workers > 1:
+            from .workers import run as run_workers
+
+            passthrough = ["--config", args.config] if args.config else []
+            return run_workers(cfg, args.workers, passthrough, env)
         app = make_app(cfg)
         log.info("demo page %s", f"on at http://{cfg.server.host}:{cfg.server.port}/"
                  if cfg.server.demo_enabled else "off")
@@ -71,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--with-local-engine-if-no-key", action="store_true",
                    help="start the embedded local engine as upstream when OPENAI_API_KEY is unset")
     s.add_argument("--local-engine-port", type=int, default=8090)
+    s.add_argument("--workers", type=int, default=1,
+                   help="run N gateway processes behind the same port (one per core)")
     sub.add_parser("localrt", help="run the embedded offline Realtime engine", add_help=False)
     sub.add_parser("recordings", help="list, export, verify or purge recordings",
                    add_help=False)

@@ -125,6 +125,10 @@ class ServerConfig:
     instance_id: str = ""
     drain_timeout_s: float = 20.0
     log_json: bool = False
+    #: Set by ``serve --workers N`` for each worker (see gateway/workers.py).
+    reuse_port: bool = False
+    worker_index: int = -1
+    worker_peers: tuple[str, ...] = ()
     demo_db: str = ""
     #: How other instances reach this one (forwarded requests); default http://<host>:<port>.
     internal_url: str = ""

@@ -53,8 +53,16 @@ async def drain(app: web.Application, timeout_s: float) -> None:
 async def serve(app: web.Application, config: Config) -> int:
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port)
+    site = web.TCPSite(runner, config.server.host, config.server.port,
+                       reuse_port=config.server.reuse_port or None)
     await site.start()
+    if config.server.worker_index >= 0:
+        # The worker's own address, for requests forwarded by the other workers.
+        from .workers import internal_port
+
+        internal = web.TCPSite(runner, "127.0.0.1",
+                               internal_port(config.server.port, config.server.worker_index))
+        await internal.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from .appkeys import CALLS, METRICS
+from .appkeys import CALLS, CONFIG, HTTP, METRICS
+from .metrics_merge import fetch_all
 
 routes = web.RouteTableDef()
 
@@ -28,4 +29,13 @@ async def readyz(request: web.Request) -> web.Response:
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.app[METRICS].registry)
+    server = request.app[CONFIG].server
+    if server.worker_peers and request.query.get("local") != "1":
+        # One scrape covers every worker of this host.
+        me = server.worker_index
+        peers = {f"w{i}": url for i, url in enumerate(server.worker_peers) if i != me}
+        merged = await fetch_all(request.app[HTTP], body.decode(), f"w{me}", peers)
+        reg = CollectorRegistry()
+        reg.register(merged)
+        body = generate_latest(reg)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
