@@ -318,11 +318,13 @@ class CallSession:
         m.seconds.inc(frame_ms / 1000)  # cost accrues as it happens, not at hang-up
         self.stats.caller_audio_ms += frame_ms
         # Caller audio is placed by a running cursor (no per-frame jitter), re-anchored to
-        # the wall clock when they part by over 100 ms (a gap in the media, a reconnect).
+        # the wall clock when it falls over 100 ms behind (a gap in the media, a reconnect)
+        # or gets ahead of it at all (audio cannot have been spoken in the future).
         now_ms = self.call_ms()
         cur = self._caller_cursor_ms
-        if cur is None or abs(now_ms - frame_ms - cur) > 100:
-            cur = max(0.0, now_ms - frame_ms)
+        target = now_ms - frame_ms
+        if cur is None or target - cur > 100 or cur - target > 20:
+            cur = max(0.0, target)
         self._caller_cursor_ms = cur + frame_ms
         for obs in self.hooks.caller_audio:
             obs(data, level.rms_dbfs, cur)
