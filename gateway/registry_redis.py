@@ -133,6 +133,7 @@ class RedisRegistry:
         self._loop_task: asyncio.Task[None] | None = None
         self._reports: set[asyncio.Task[None]] = set()
         self._failing = False
+        self._closing = False
         self.beats = 0
 
     # -- keys -----------------------------------------------------------------------------
@@ -181,8 +182,12 @@ class RedisRegistry:
                  self.display_url, self.instance_id, self.url, self.heartbeat_s)
 
     async def _run(self) -> None:
-        while True:
+        # Stopped by ``_closing`` as well as by cancellation: a cancel that lands while a
+        # Redis call times out can surface as a TimeoutError (an OSError) and be lost.
+        while not self._closing:
             await asyncio.sleep(self.heartbeat_s)
+            if self._closing:
+                return
             try:
                 await self.beat()
                 await self.reap_dead()
@@ -199,9 +204,10 @@ class RedisRegistry:
                 log.exception("registry: heartbeat failed")
 
     async def close(self) -> None:
+        self._closing = True
         if self._loop_task is not None:
             self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+            await asyncio.wait([self._loop_task], timeout=self.heartbeat_s + 5)
         for t in list(self._reports):
             t.cancel()
         await asyncio.gather(*self._reports, return_exceptions=True)
