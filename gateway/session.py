@@ -15,7 +15,6 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,14 @@ import numpy.typing as npt
 from . import policy
 from .audio.formats import FRAME_MS, WireFormat, bytes_per_ms
 from .audio.levels import measure, measure_bytes
+from .callstate import (
+    CLIENT_EVENT_TYPES,
+    CallStats,
+    DirectionMetrics,
+    ItemState,
+    SessionHooks,
+    wire_format_of,
+)
 from .config import Config, Profile
 from .errors import error_event
 from .ids import new_id
@@ -35,32 +42,6 @@ from .upstream.client import GATEWAY_EVENT_PREFIX, UpstreamClosed, UpstreamConne
 log = logging.getLogger("gateway.session")
 
 Event = dict[str, Any]
-
-#: GA client event types a client may send; anything else gets an error event.
-CLIENT_EVENT_TYPES = frozenset({
-    "session.update", "input_audio_buffer.append", "input_audio_buffer.commit",
-    "input_audio_buffer.clear", "output_audio_buffer.clear", "conversation.item.create",
-    "conversation.item.retrieve", "conversation.item.truncate", "conversation.item.delete",
-    "response.create", "response.cancel",
-})
-
-
-@dataclass
-class ItemState:
-    """What the gateway knows about one assistant item while it is spoken."""
-
-    response_id: str
-    received_ms: float = 0.0
-    transcript: str = ""
-    truncated_ms: float | None = None
-
-
-@dataclass
-class CallStats:
-    started_at: float = field(default_factory=time.time)
-    caller_audio_ms: float = 0.0
-    agent_audio_ms: float = 0.0
-    interruptions: int = 0
 
 
 class CallSession:
@@ -88,7 +69,7 @@ class CallSession:
         self.closed = asyncio.Event()
         self._append_buf = bytearray()
         #: The upstream's audio format (PCM 24 kHz, or G.711 passed through for phones).
-        self.wire_format: WireFormat = _wire_format(session)
+        self.wire_format: WireFormat = wire_format_of(session)
         self._append_bytes = config.upstream.append_ms * bytes_per_ms(self.wire_format)
         self._items: dict[str, ItemState] = {}
         self.active_response: str | None = None
@@ -593,45 +574,6 @@ class CallSession:
 
 
 _CLOSERS: set[asyncio.Task[None]] = set()
-
-
-def _wire_format(session: Event) -> WireFormat:
-    fmt = ((session.get("audio") or {}).get("input") or {}).get("format") or {}
-    kind = fmt.get("type") if isinstance(fmt, dict) else None
-    return kind if kind in ("audio/pcmu", "audio/pcma") else "audio/pcm"
-
-
-class DirectionMetrics:
-    """The labelled children one direction of a call touches per frame, looked up once."""
-
-    def __init__(self, m: Metrics, direction: str) -> None:
-        self.level = m.audio_level.labels(direction)
-        self.peak = m.audio_peak.labels(direction)
-        self.clipped = m.clipped_samples.labels(direction)
-        self.seconds = m.audio_seconds.labels(direction)
-        self.frame = m.frame_seconds.labels(direction)
-        self.speech_frames = m.outbound_frames.labels("speech")
-        self.silent_frames = m.outbound_frames.labels("silence")
-
-
-@dataclass
-class SessionHooks:
-    """Extension points for the recorder, guards, tools and dialect translation."""
-
-    to_client: list[Callable[[Event], list[Event]]] = field(default_factory=list)
-    from_client: list[Callable[[Event], list[Event]]] = field(default_factory=list)
-    function_output_guard: list[Callable[[Event], str | None]] = field(default_factory=list)
-    caller_audio: list[Callable[[bytes, float, float], None]] = field(default_factory=list)
-    agent_audio: list[Callable[[QueuedFrame | None, float], None]] = field(default_factory=list)
-    playout: list[Callable[[bool], None]] = field(default_factory=list)
-    upstream_event: list[Callable[[Event], None]] = field(default_factory=list)
-    caller_text: list[Callable[[str, str], None]] = field(default_factory=list)
-    agent_text: list[Callable[[str, ItemState], None]] = field(default_factory=list)
-    interrupted: list[Callable[[str, int, ItemState | None], None]] = field(default_factory=list)
-    on_close: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
-    notes: list[Callable[[str, float, dict[str, Any]], None]] = field(default_factory=list)
-    #: Consulted before an upstream event is handled: any False drops it (supervisor takeover).
-    upstream_gate: list[Callable[[Event], bool]] = field(default_factory=list)
 
 
 __all__ = ["FRAME_MS", "CallSession", "ItemState", "SessionHooks"]
