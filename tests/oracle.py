@@ -27,7 +27,7 @@ __all__ = ["validate_client_event", "validate_server_event"]
 
 def _discriminated(alias: Any) -> TypeAdapter[Any]:
     members = typing.get_args(typing.get_args(alias)[0])
-    union = Union[members]  # noqa: UP007 - a runtime-built union needs the subscript form
+    union = Union[members]  # type: ignore[valid-type]  # noqa: UP007 - built at run time
     return TypeAdapter(Annotated[union, Field(discriminator="type")])
 
 

@@ -71,7 +71,7 @@ async def input_audio_buffer_append(s: Session, ev: Json) -> None:
         # Between turns only silero runs: handing each 20 ms to a thread cost more (thread
         # wake-ups, measured ~2 % of a core per stream) than the work itself.
         if s.listener.light and len(piece) <= step // 4:
-            events = s.listener.push(piece)
+            events = s.listener.push(piece, decode=False)
         else:
             events = await s.in_worker(s.listener.push, piece)
         await s.on_listen_events(events)

@@ -83,6 +83,11 @@ class Ring:
 
 
 class Listener:
+    """The recogniser reads the ring through a cursor (``_fed``): it is fed what the turn
+    needs, when a push may decode. A push run in place (``decode=False``, between turns) only
+    scores silero and marks a start; the next push, in the worker, starts the decoders and
+    catches up, so a turn's first ~400 ms of decoding never lands on the event loop."""
+
     def __init__(self, scorer: Scorer, recognizer: Recognizer) -> None:
         self.scorer = scorer
         self._gate = SpeechGate(scorer)
@@ -92,8 +97,10 @@ class Listener:
         self._td: TurnDetection | None = None
         self._committed_upto = 0  # the input buffer is [committed_upto, position)
         self._utt_start = 0
+        self._fed = 0  # the recogniser has heard the ring up to here
+        self._starting = False  # a turn began; its decoders start at the next decoding push
+        self._hold_from: int | None = None  # quiet audio from here is not fed (yet)
         self._paused = False  # a Pause was reported for the current quiet stretch
-        self._held: list[Samples] = []  # quiet audio not (yet) given to the recogniser
 
     @property
     def position(self) -> int:
@@ -105,65 +112,75 @@ class Listener:
 
     @property
     def light(self) -> bool:
-        """No decoder running: a push costs only resampling and silero (~0.15 ms per 20 ms,
-        silero releasing the GIL), cheaper to run in place than to hand to a thread."""
-        return self._td is not None and not self._rec.active
+        """Between turns a push costs only resampling and silero (~0.15 ms per 20 ms, silero
+        releasing the GIL): cheaper run in place than handed to a thread."""
+        return self._td is not None and not self._gate.in_speech and not self._rec.active
 
     def configure(self, fmt: WireFormat, td: TurnDetection | None) -> None:
         if fmt != self._decoder.format:
             self._decoder = InputDecoder(fmt)
         if (td is None) != (self._td is None):
-            self._rec.abandon()  # switching VAD on or off starts the buffer afresh
-            self._gate.reset_turn()
-            self._committed_upto = self.position
+            self._reset_turn()  # switching VAD on or off starts the buffer afresh
         self._td = td
         if td is not None:
             self._gate.configure(td.threshold, td.silence_ms)
 
-    def push(self, wire: bytes) -> list[ListenEvent]:
+    def push(self, wire: bytes, decode: bool = True) -> list[ListenEvent]:
         samples = self._decoder.decode(wire)
         events: list[ListenEvent] = []
         for i in range(0, len(samples), WINDOW):
-            events.extend(self._push_piece(samples[i:i + WINDOW]))
+            events.extend(self._push_piece(samples[i:i + WINDOW], decode))
+        if decode:
+            self._sync()
         return events
 
-    def _push_piece(self, piece: Samples) -> list[ListenEvent]:
+    def _sync(self, upto: int | None = None) -> None:
+        """Start a pending turn's decoders and feed them up to ``upto`` (default: all audio
+        the turn needs now, i.e. up to where a pause is being held back)."""
+        if self._td is None and not self._rec.active:  # manual turns: one long utterance
+            self._starting, self._fed = True, max(self._fed, self._committed_upto)
+        if self._starting:
+            self._rec.start()
+            self._starting = False
+        if not self._rec.active:
+            return
+        if upto is None:
+            upto = self._hold_from if self._hold_from is not None else self.position
+        if upto > self._fed:
+            self._rec.feed(self._ring.read(self._fed, upto))
+            self._fed = upto
+
+    def _push_piece(self, piece: Samples, decode: bool) -> list[ListenEvent]:
         self._ring.write(piece)
-        if self._td is None:  # manual turns: everything since the last commit is one utterance
-            if not self._rec.active:
-                self._rec.start()
-                self._rec.feed(self._ring.read(self._committed_upto, self.position))
-            else:
-                self._rec.feed(piece)
+        if self._td is None:
             return []
-        edges = self._gate.push(piece)
         events: list[ListenEvent] = []
-        for edge in edges:
-            self._held = []
+        for edge in self._gate.push(piece):
+            self._hold_from = None
+            self._paused = False
             if edge.kind == "start":
                 pad = self._td.prefix_padding_ms * SAMPLES_PER_MS
                 self._utt_start = max(edge.sample - pad, self._committed_upto, self._ring.start)
-                self._rec.start()
-                self._rec.feed(self._ring.read(self._utt_start, self.position))
+                self._fed = self._utt_start
+                self._starting = True
                 events.append(SpeechStarted(self._utt_start // SAMPLES_PER_MS))
             else:
+                self._sync(edge.sample + WINDOW)
                 utt = self._rec.finish()
-                self._committed_upto = self.position
+                self._committed_upto = self._fed = self.position
                 events.append(SpeechStopped(self._utt_start // SAMPLES_PER_MS,
                                             edge.sample // SAMPLES_PER_MS, utt))
-        if not edges and self._gate.in_speech:
-            quiet = self._gate.silent_ms
-            if quiet < HOLD_AFTER_MS:
-                if self._held:  # speech came back: the recogniser catches up first
-                    self._rec.feed(np.concatenate(self._held))
-                    self._held = []
-                self._rec.feed(piece)
-            else:
-                self._held.append(piece)
-            if quiet == 0:
-                self._paused = False
-            elif not self._paused and quiet >= min(PAUSE_MS, self._td.silence_ms // 2):
-                self._paused = True
+        quiet = self._gate.silent_ms
+        if not self._gate.in_speech or quiet == 0:
+            self._hold_from = None
+            self._paused = False
+        elif quiet >= HOLD_AFTER_MS and self._hold_from is None:
+            self._hold_from = self.position
+        if self._gate.in_speech and not self._paused and \
+                quiet >= min(PAUSE_MS, self._td.silence_ms // 2):
+            self._paused = True
+            if decode:
+                self._sync()
                 events.append(Pause(self._rec.peek().text))
         return events
 
@@ -174,16 +191,20 @@ class Listener:
         """A manual commit of the whole buffer; None under 100 ms of audio."""
         if self.buffered_ms() < MIN_COMMIT_MS:
             return None
-        if not self._rec.active:
-            self._rec.start()
-            self._rec.feed(self._ring.read(self._committed_upto, self.position))
-        if self._held:
-            self._rec.feed(np.concatenate(self._held))
-            self._held = []
+        if not self._rec.active and not self._starting:  # never in speech: the whole buffer
+            self._starting, self._fed = True, self._committed_upto
+        self._sync(self.position)
         utt = self._rec.finish()
-        self._gate.reset_turn()
-        self._committed_upto = self.position
+        self._reset_turn()
         return utt
+
+    def _reset_turn(self) -> None:
+        self._rec.abandon()
+        self._gate.reset_turn()
+        self._starting = False
+        self._hold_from = None
+        self._paused = False
+        self._committed_upto = self._fed = self.position
 
     def close(self) -> Scorer:
         """Let go of the decoders; the caller returns the scorer to its pool."""
@@ -191,7 +212,4 @@ class Listener:
         return self.scorer
 
     def clear(self) -> None:
-        self._held = []
-        self._rec.abandon()
-        self._gate.reset_turn()
-        self._committed_upto = self.position
+        self._reset_turn()

@@ -26,6 +26,7 @@ from .config import EngineConfig
 from .conversation import Conversation, Item
 from .engine import Engine
 from .listener import Listener, ListenEvent, Pause, SpeechStarted
+from .params import response_params
 from .protocol import (
     ClientError,
     Json,
@@ -125,7 +126,10 @@ class Session:
     async def _write_loop(self) -> None:
         while True:
             event = await self._outbox.get()
-            await self.ws.send_str(json.dumps(event))
+            try:
+                await self.ws.send_str(json.dumps(event))
+            except ConnectionError:  # the caller went away; the reader ends the session
+                return
 
     async def _dispatch_loop(self) -> None:
         from .handlers import HANDLERS
@@ -152,6 +156,11 @@ class Session:
                 await handler(self, event)
             except ClientError as exc:
                 await self.emit(exc.event(event_id))
+            except Exception:  # a bug here must not silently end the caller's session
+                log.exception("session %s: handling an event failed", self.id)
+                await self.emit(error_event("server_error", "The local engine failed to "
+                                            "handle this event; see its log.",
+                                            client_event_id=event_id, type_="server_error"))
 
     # -- input turns ---------------------------------------------------------------------------
 
@@ -211,8 +220,6 @@ class Session:
                     f"Conversation already has an active response in progress: "
                     f"{self.active.id}. No response was created for item {item_id}."))
                 return
-            from .params import response_params
-
             await self.start_response(response_params(None, self.config, self.conversation))
 
     def _prepare_reply(self, heard: str) -> None:
@@ -220,8 +227,6 @@ class Session:
         td = self.config.turn_detection
         if not heard or td is None or not td.create_response or self.active is not None:
             return
-        from .params import response_params
-
         params = response_params(None, self.config, self.conversation)
         if "audio" not in params.output_modalities:
             return
