@@ -40,8 +40,17 @@ lint: install ## ruff
 typecheck: install ## mypy --strict
 	$(BIN)/mypy
 
-bench: install ## benchmarks; results go to bench/results/*.json (see BENCHMARKS.md)
+bench: install sysdeps ## every benchmark; results in bench/results/*.json (see BENCHMARKS.md)
 	$(BIN)/python -m bench.calls --calls 1,5,10,20 --seconds 20
+	$(BIN)/python -m bench.jitter
+	$(BIN)/python -m bench.encoding
+	$(BIN)/python -m bench.bargein --trials 20
+	$(BIN)/python -m bench.localrt_latency
+	$(BIN)/python -m bench.recording_cost
+	$(BIN)/python -m bench.metrics_cost
+
+bench-quick: install ## regression guard: cost per call vs the naive relay, in one run
+	$(BIN)/python -m bench.calls --quick
 
 clean: ## remove the venv
 	rm -rf $(VENV) $(SYSSTAMP)
