@@ -74,14 +74,14 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-def internal_url(config: Config) -> str:
+def internal_url(config: Config, *, resolve: bool = True) -> str:
     """How the other instances reach this one: ``server.internal_url``, else host and port
     (a wildcard host is replaced by this machine's address, as a pod's hostname resolves to
     its pod IP)."""
     if config.server.internal_url:
         return config.server.internal_url.rstrip("/")
     host = config.server.host
-    if host in ("", "0.0.0.0", "::"):
+    if host in ("", "0.0.0.0", "::") and resolve:
         try:
             host = socket.gethostbyname(socket.gethostname())
         except OSError:
@@ -422,7 +422,7 @@ async def open_registry(config: Config, metrics: Metrics) -> Registry:
     reg_cfg = config.registry
     server = config.server
     if reg_cfg.backend == "memory":
-        return MemoryRegistry(server.instance_id, internal_url(config))
+        return MemoryRegistry(server.instance_id, internal_url(config, resolve=False))
     root = Path(config.recording.dir) if config.recording.enabled else None
     try:
         return await RedisRegistry.connect(
