@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from .errors import ApiError
 from .guards import CallGuards
 from .ids import new_id
 from .legs.base import Leg
+from .legs.ice import PORTS_EXHAUSTED, MediaNetwork
 from .legs.webrtc import WebRtcLeg
 from .legs.websocket import WebSocketLeg
 from .metrics import Metrics, bounded
@@ -46,6 +48,8 @@ class CallFactory:
         self.tools = ToolRegistry(config.tools, http,
                                   DemoDb(config.server.demo_db or ":memory:"))
         self.setup_hooks: list[Any] = []
+        #: Port range, announced addresses, ICE servers (docs/networking.md).
+        self.ice = MediaNetwork.from_config(config.media)
 
     def new_call_id(self) -> str:
         # The owning instance is part of the id, so any instance can route to the owner.
@@ -72,6 +76,11 @@ class CallFactory:
     async def start_webrtc(self, *, offer_sdp: str, profile: Profile, session: dict[str, Any],
                            dialect: str = "ga", extra: dict[str, Any] | None = None
                            ) -> tuple[CallSession, str]:
+        try:
+            self.ice.check_capacity()  # 503 + Retry-After when no media port is free
+        except ApiError:
+            self.metrics.call_setup_failures.labels("webrtc", PORTS_EXHAUSTED).inc()
+            raise
         self.calls.reserve()
         call_id = self.new_call_id()
         call = CallSession(call_id=call_id, config=self.config, profile=profile,
@@ -84,7 +93,8 @@ class CallFactory:
                         stats_observer=self._observe_stats,
                         stats_interval_s=media.stats_interval_s,
                         opus_bitrate=media.opus_bitrate, opus_complexity=media.opus_complexity,
-                        on_encode=self.metrics.frame_seconds.labels("out").observe)
+                        on_encode=self.metrics.frame_seconds.labels("out").observe,
+                        network=self.ice, on_ice_pair=self._ice_pair_observer(call))
         answer_t = asyncio.ensure_future(leg.answer(offer_sdp))
         upstream_t = asyncio.ensure_future(self.connect_upstream(profile, session))
         try:
@@ -215,7 +225,8 @@ class CallFactory:
                         stats_observer=self._observe_stats,
                         stats_interval_s=media.stats_interval_s,
                         opus_bitrate=media.opus_bitrate, opus_complexity=media.opus_complexity,
-                        on_encode=self.metrics.frame_seconds.labels("out").observe)
+                        on_encode=self.metrics.frame_seconds.labels("out").observe,
+                        network=self.ice, on_ice_pair=self._ice_pair_observer(call))
         try:
             answer = await leg.answer(offer_sdp)
         except BaseException:
@@ -227,6 +238,12 @@ class CallFactory:
         await self.registry.put_resume(call.resume_token, call.call_id,
                                        self.config.server.instance_id)
         return call, answer
+
+    def _ice_pair_observer(self, call: CallSession) -> Callable[[str, str], None]:
+        def observe(local_type: str, remote_type: str) -> None:
+            self.metrics.webrtc_candidate_pairs.labels(local_type, remote_type).inc()
+            call.note("note", event="ice", local_type=local_type, remote_type=remote_type)
+        return observe
 
     def _observe_stats(self, lost: int, jitter: float | None, rtt: float | None) -> None:
         m = self.metrics

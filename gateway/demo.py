@@ -46,7 +46,10 @@ async def demo_session(request: web.Request) -> web.Response:
     value, expires_at = await request.app[TOKENS].mint(
         profile=profile.name, session=session, ttl_s=cfg.tokens.default_ttl_s, dialect=dialect)
     request.app[METRICS].tokens_minted.labels("demo").inc()
-    return web.json_response({"value": value, "expires_at": expires_at})
+    reply: dict[str, object] = {"value": value, "expires_at": expires_at}
+    if ice_servers := request.app[FACTORY].ice.client_ice_servers(user="demo"):
+        reply["ice_servers"] = ice_servers  # extension: docs/networking.md
+    return web.json_response(reply)
 
 
 def setup(app: web.Application) -> None:

@@ -110,7 +110,10 @@ async def client_secrets(request: web.Request) -> web.Response:
     app[METRICS].tokens_minted.labels("ga").inc()
     shown = dict(session, id=f"sess_{value[-16:]}", object="realtime.session",
                  expires_at=expires_at)
-    return web.json_response({"value": value, "expires_at": expires_at, "session": shown})
+    body = {"value": value, "expires_at": expires_at, "session": shown}
+    if ice_servers := app[FACTORY].ice.client_ice_servers(user=shown["id"]):
+        body["ice_servers"] = ice_servers  # extension: docs/networking.md
+    return web.json_response(body)
 
 
 async def read_sdp(request: web.Request) -> str:

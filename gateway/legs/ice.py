@@ -57,13 +57,14 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aioice
 import aioice.ice
 import aioice.turn
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+from aiortc.rtcicetransport import parse_stun_turn_uri
 
 from ..config import MediaConfig, Secret
 from ..errors import ApiError
@@ -212,6 +213,11 @@ def parse_ice_servers(raw: Any, env: Mapping[str, str] | None = None) -> tuple[I
         if not urls or not all(isinstance(u, str) and u.startswith(("stun:", "stuns:", "turn:",
                                                                     "turns:")) for u in urls):
             raise ValueError(f"{where}.urls: expected stun:/turn:/turns: URLs")
+        for u in urls:  # as aiortc will parse them for every call: fail now, not per call
+            try:
+                parse_stun_turn_uri(u)
+            except ValueError as e:
+                raise ValueError(f"{where}.urls: {u!r}: {e}") from e
         secret = None
         if item.get("turn_secret_env"):
             var = str(item["turn_secret_env"])
@@ -341,17 +347,17 @@ def _rewrite_section(lines: list[str], announced: Sequence[str],
         return lines
     result: list[str] = []
     inserted = False
-    for line in rewritten:
-        if line is None:
+    for kept in rewritten:
+        if kept is None:
             continue
-        if not inserted and line.startswith("a=candidate:"):
+        if not inserted and kept.startswith("a=candidate:"):
             result.extend(added)
             inserted = True
-        if line.startswith("c=IN IP"):
-            kind, _, addr = line.partition(" IP")[2].partition(" ")
+        if kept.startswith("c=IN IP"):
+            kind, _, addr = kept.partition(" IP")[2].partition(" ")
             if addr in private:
-                line = f"c=IN IP{kind} {private[addr]}"
-        result.append(line)
+                kept = f"c=IN IP{kind} {private[addr]}"
+        result.append(kept)
     if not inserted:  # every candidate was private and dropped
         at = next((i for i, x in enumerate(result) if x == "a=end-of-candidates"), len(result))
         result[at:at] = added
@@ -361,7 +367,7 @@ def _rewrite_section(lines: list[str], announced: Sequence[str],
 # -- confining host sockets --------------------------------------------------------------
 
 
-class RangeBoundConnection(aioice.Connection):  # type: ignore[misc]
+class RangeBoundConnection(aioice.Connection):
     """An aioice ``Connection`` whose host candidates are bound inside the port range.
 
     Installed on an existing connection by :meth:`MediaNetwork.install` (``__class__``
@@ -371,75 +377,86 @@ class RangeBoundConnection(aioice.Connection):  # type: ignore[misc]
     _gw_ports: PortAllocator
     _gw_held: list[int]
 
-    async def get_component_candidates(self, component: int, addresses: list[str],
-                                       timeout: int = 5) -> list[Candidate]:
+    # aioice's signature, timeout included
+    async def get_component_candidates(
+            self, component: int, addresses: list[str],
+            timeout: int = 5) -> list[Candidate]:  # noqa: ASYNC109
         if not addresses:  # relay-only policy: no host sockets, only aioice's TURN part
             return list(await super().get_component_candidates(component, [], timeout))
         protocols = await self._bind_host(component, addresses)
         candidates = [p.local_candidate for p in protocols]
         self._protocols += protocols
         # TURN (aioice's own code: with no addresses it binds no host socket), and STUN for
-        # each of our host sockets, in parallel, as aioice does.
+        # each of our IPv4 host sockets (aioice's own query), in parallel, as aioice does.
         relay = asyncio.ensure_future(super().get_component_candidates(component, [], timeout))
-        reflexive = []
-        if self.stun_server:
-            reflexive = [asyncio.ensure_future(_server_reflexive_candidate(p, self.stun_server))
-                         for p in protocols
-                         if ipaddress.ip_address(p.local_candidate.host).version == 4]
-        if reflexive:
-            done, pending = await asyncio.wait(reflexive, timeout=timeout)
-            for t in pending:
+        reflexive = [asyncio.ensure_future(_server_reflexive_candidate(p, self.stun_server))
+                     for p in protocols if self.stun_server
+                     and ipaddress.ip_address(p.local_candidate.host).version == 4]
+        try:
+            if reflexive:
+                done, _ = await asyncio.wait(reflexive, timeout=timeout)
+                candidates += [t.result()[0] for t in done if t.exception() is None]
+            candidates += await relay
+        finally:
+            for t in (relay, *reflexive):
                 t.cancel()
-            for t in done:
-                if t.exception() is None:
-                    candidates.append(t.result()[0])
-        candidates += await relay
         return candidates
 
     async def _bind_host(self, component: int, addresses: list[str]) -> list[Any]:
-        loop = asyncio.get_running_loop()
+        """One port of the range, bound on every host address; another port if a foreign
+        socket holds it; :class:`PortRangeExhausted` when none is left."""
         busy: list[int] = []
         try:
-            for _ in range(self._gw_ports.size):
+            while True:
                 port = self._gw_ports.take()  # raises PortRangeExhausted
-                protocols: list[Any] = []
-                clash = False
-                for address in addresses:
-                    try:
-                        transport, protocol = await loop.create_datagram_endpoint(
-                            lambda: _StunProtocol(self), local_addr=(address, port))
-                    except OSError as exc:
-                        if exc.errno == errno.EADDRINUSE:  # taken by another process
-                            clash = True
-                            break
-                        log.info("could not bind %s:%d: %s", address, port, exc)
-                        continue
-                    sock = transport.get_extra_info("socket")
-                    if sock is not None:
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _TURN_RCVBUF)
-                    host, bound = transport.get_extra_info("sockname")[:2]
-                    protocol.local_candidate = Candidate(
-                        foundation=candidate_foundation("host", "udp", host),
-                        component=component, transport="udp",
-                        priority=candidate_priority(component, "host"),
-                        host=host, port=bound, type="host")
-                    protocols.append(protocol)
-                if clash:
-                    for p in protocols:
-                        p.transport.close()
-                    busy.append(port)
-                    continue
-                self._gw_held.append(port)
-                if self._closing:  # closed while we were binding: do not leak the sockets
-                    for p in protocols:
-                        p.transport.close()
-                    self._gw_release()
-                    return []
-                return protocols
-            raise PortRangeExhausted()
+                self._gw_held.append(port)  # from now on close() gives it back
+                protocols = await self._bind_port(component, addresses, port)
+                if protocols is not None:
+                    if self._closing:  # closed while binding: do not leak the sockets
+                        for p in protocols:
+                            p.transport.close()
+                        self._gw_release()
+                        return []
+                    return protocols
+                self._gw_held.remove(port)
+                busy.append(port)
         finally:
-            for port in busy:
+            for port in busy:  # back at the end of the free list: tried last next time
                 self._gw_ports.release(port)
+
+    async def _bind_port(self, component: int, addresses: list[str],
+                         port: int) -> list[Any] | None:
+        """Sockets on ``port`` for every address (None if another socket holds it)."""
+        loop = asyncio.get_running_loop()
+        protocols: list[Any] = []
+        try:
+            for address in addresses:
+                try:
+                    transport, protocol = await loop.create_datagram_endpoint(
+                        lambda: _StunProtocol(self), local_addr=(address, port))
+                except OSError as exc:
+                    if exc.errno == errno.EADDRINUSE:
+                        raise
+                    log.info("could not bind %s:%d: %s", address, port, exc)  # as aioice
+                    continue
+                sock = transport.get_extra_info("socket")
+                if sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _TURN_RCVBUF)
+                host, bound = transport.get_extra_info("sockname")[:2]
+                protocol.local_candidate = Candidate(
+                    foundation=candidate_foundation("host", "udp", host),
+                    component=component, transport="udp",
+                    priority=candidate_priority(component, "host"),
+                    host=host, port=bound, type="host")
+                protocols.append(protocol)
+            return protocols
+        except BaseException as exc:
+            for p in protocols:
+                p.transport.close()
+            if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+                log.info("media port %d is held by another socket: trying another", port)
+                return None
+            raise
 
     async def close(self) -> None:
         try:
@@ -468,11 +485,21 @@ def _connections(pc: RTCPeerConnection) -> list[Any]:
 
 
 def selected_pair(pc: RTCPeerConnection) -> tuple[str, str] | None:
-    """(local type, remote type) of the nominated pair of the peer's first transport."""
-    for conn in _connections(pc):
+    """(local type, remote type) of the nominated pair of the peer's first transport.
+
+    Called from aiortc's state-change event: it logs instead of raising (an exception there
+    would surface inside aiortc), and returns None if aioice no longer looks as expected.
+    """
+    try:
+        conns = _connections(pc)
+    except RuntimeError:
+        log.exception("cannot read the selected ICE pair")
+        return None
+    for conn in conns:
         nominated = getattr(conn, "_nominated", None)
         if not isinstance(nominated, dict):
-            raise RuntimeError("aioice's Connection has no _nominated pairs")
+            log.error("aioice's Connection has no _nominated pairs: pair type not reported")
+            return None
         pair = nominated.get(1)
         if pair is not None:
             local, remote = pair.local_candidate.type, pair.remote_candidate.type
@@ -540,8 +567,9 @@ class MediaNetwork:
             if conn._local_candidates_start:
                 raise RuntimeError("ICE gathering already started: too late to confine ports")
             conn.__class__ = RangeBoundConnection
-            conn._gw_ports = self.ports
-            conn._gw_held = []
+            bound = cast(RangeBoundConnection, conn)
+            bound._gw_ports = self.ports
+            bound._gw_held = []
 
     def finish_answer(self, sdp: str) -> str:
         return rewrite_answer_sdp(sdp, self.announced, keep_private=self.keep_private)

@@ -23,6 +23,8 @@ export class VoiceAgent {
     this.tokenUrl = options.tokenUrl ?? "/api/session";
     this.profile = options.profile ?? null;
     this.dialect = options.dialect ?? "ga";
+    // STUN/TURN servers: from options, else from the token response's `ice_servers`.
+    this.iceServers = options.iceServers ?? null;
     this.audioElement = options.audioElement ?? null;
     this.on = {
       status: options.onStatus ?? (() => {}),
@@ -57,6 +59,8 @@ export class VoiceAgent {
     });
     const body = await res.json();
     if (!res.ok) throw new Error(body?.error?.message ?? `token request failed (${res.status})`);
+    // The gateway's extension field (docs/networking.md): ICE servers, TURN credentials included.
+    if (Array.isArray(body.ice_servers)) this._tokenIceServers = body.ice_servers;
     return body.value ?? body.client_secret?.value;
   }
 
@@ -66,7 +70,8 @@ export class VoiceAgent {
       const token = await this._token();
       this.stream = this.stream ?? (await navigator.mediaDevices.getUserMedia({ audio: true }));
       this._meter(this.stream);
-      const pc = (this.pc = new RTCPeerConnection());
+      const iceServers = this.iceServers ?? this._tokenIceServers;
+      const pc = (this.pc = new RTCPeerConnection(iceServers ? { iceServers } : undefined));
       pc.ontrack = (e) => {
         const el = this.audioElement ?? (this.audioElement = new Audio());
         el.autoplay = true;
