@@ -7,6 +7,9 @@ command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v ip >/dev/null || need+=(iproute2)
+command -v iptables >/dev/null || need+=(iptables)
+command -v turnserver >/dev/null || need+=(coturn)
 if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then echo "missing Debian packages: ${need[*]} (run as root or install them)"; exit 1; fi
   echo "installing Debian packages: ${need[*]}"
