@@ -10,6 +10,13 @@ import time
 call_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("call_id", default=None)
 
 
+def call_context(call_id: str) -> contextvars.Context:
+    """A context whose log lines carry ``call_id`` (for tasks a call starts)."""
+    ctx = contextvars.copy_context()
+    ctx.run(call_id_var.set, call_id)
+    return ctx
+
+
 class _CallIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.call_id = call_id_var.get() or "-"

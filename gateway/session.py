@@ -36,6 +36,7 @@ from .errors import error_event
 from .ids import new_id
 from .legs.base import Leg
 from .legs.playout import QueuedFrame
+from .logs import call_context, call_id_var
 from .metrics import Metrics, bounded
 from .upstream.client import GATEWAY_EVENT_PREFIX, UpstreamClosed, UpstreamConnection
 
@@ -50,6 +51,9 @@ class CallSession:
                  tool_lookup: policy.ToolLookup,
                  on_closed: Callable[[CallSession, str], Awaitable[None]] | None = None) -> None:
         self.call_id = call_id
+        # Everything this call's setup starts from here on (aiortc's tasks included) logs
+        # with its id: tasks copy the context they are created in.
+        call_id_var.set(call_id)
         self.config = config
         self.profile = profile
         self.metrics = metrics
@@ -176,7 +180,8 @@ class CallSession:
         return out
 
     def _spawn(self, coro: Any, name: str) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coro, name=f"{name}:{self.call_id}")
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=f"{name}:{self.call_id}",
+                                                       context=call_context(self.call_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -532,7 +537,8 @@ class CallSession:
     def _spawn_closer(self, reason: str) -> None:
         # The closer cannot be one of the session's own tasks (close() cancels those).
         task = asyncio.get_running_loop().create_task(self.close(reason),
-                                                      name=f"close:{self.call_id}")
+                                                      name=f"close:{self.call_id}",
+                                                      context=call_context(self.call_id))
         _CLOSERS.add(task)
         task.add_done_callback(_CLOSERS.discard)
 
