@@ -66,41 +66,88 @@ export class VoiceAgent {
 
   async connect() {
     this._setStatus("connecting");
+    this._closing = false;
     try {
       const token = await this._token();
       this.stream = this.stream ?? (await navigator.mediaDevices.getUserMedia({ audio: true }));
       this._meter(this.stream);
-      const iceServers = this.iceServers ?? this._tokenIceServers;
-      const pc = (this.pc = new RTCPeerConnection(iceServers ? { iceServers } : undefined));
-      pc.ontrack = (e) => {
-        const el = this.audioElement ?? (this.audioElement = new Audio());
-        el.autoplay = true;
-        el.srcObject = e.streams[0] ?? new MediaStream([e.track]);
-      };
-      pc.onconnectionstatechange = () => {
-        if (pc.connectionState === "failed") this._fail(new Error("connection failed"));
-        if (pc.connectionState === "connected") this._setStatus("listening");
-      };
-      for (const track of this.stream.getAudioTracks()) pc.addTrack(track, this.stream);
-      const channel = (this.channel = pc.createDataChannel("oai-events"));
-      channel.onmessage = (m) => this._onEvent(JSON.parse(m.data));
-      await pc.setLocalDescription(await pc.createOffer());
       const url = this.dialect === "beta"
         ? `${this.baseUrl}/v1/realtime?model=gpt-4o-realtime-preview`
         : `${this.baseUrl}/v1/realtime/calls`;
-      const res = await fetch(url, {
-        method: "POST",
-        body: pc.localDescription.sdp,
-        headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/sdp" },
-      });
-      const text = await res.text();
-      if (!res.ok) throw new Error(JSON.parse(text)?.error?.message ?? `call failed (${res.status})`);
-      this.callId = (res.headers.get("Location") ?? "").split("/").pop() || null;
-      await pc.setRemoteDescription({ type: "answer", sdp: text });
+      await this._openPeer(url, token);
     } catch (err) {
       this._fail(err);
       throw err;
     }
+  }
+
+  // One peer connection: mic out, agent audio in, the oai-events channel. A reconnect is a
+  // new peer (WebRTC has no ICE restart on the gateway side) that rejoins the same call.
+  async _openPeer(url, bearer) {
+    const iceServers = this.iceServers ?? this._tokenIceServers;
+    const pc = (this.pc = new RTCPeerConnection(iceServers ? { iceServers } : undefined));
+    pc.ontrack = (e) => {
+      const el = this.audioElement ?? (this.audioElement = new Audio());
+      el.autoplay = true;
+      el.srcObject = e.streams[0] ?? new MediaStream([e.track]);
+    };
+    pc.onconnectionstatechange = () => {
+      if (pc !== this.pc) return;
+      const state = pc.connectionState;
+      if (state === "connected") {
+        clearTimeout(this._dropTimer);
+        this._setStatus("listening");
+      } else if (state === "failed") {
+        this._dropped();
+      } else if (state === "disconnected") {
+        // Often transient: give it two seconds before treating it as a drop.
+        clearTimeout(this._dropTimer);
+        this._dropTimer = setTimeout(() => this._dropped(), 2000);
+      }
+    };
+    for (const track of this.stream.getAudioTracks()) pc.addTrack(track, this.stream);
+    const channel = (this.channel = pc.createDataChannel("oai-events"));
+    channel.onmessage = (m) => this._onEvent(JSON.parse(m.data));
+    await pc.setLocalDescription(await pc.createOffer());
+    const res = await fetch(url, {
+      method: "POST",
+      body: pc.localDescription.sdp,
+      headers: { Authorization: `Bearer ${bearer}`, "Content-Type": "application/sdp" },
+    });
+    const text = await res.text();
+    if (!res.ok) {
+      const err = new Error(JSON.parse(text)?.error?.message ?? `call failed (${res.status})`);
+      err.status = res.status;
+      throw err;
+    }
+    this.callId = (res.headers.get("Location") ?? "").split("/").pop() || null;
+    await pc.setRemoteDescription({ type: "answer", sdp: text });
+  }
+
+  _dropped() {
+    if (this._closing || this.status === "reconnecting") return;
+    if (!this.resumeToken) return this._fail(new Error("connection lost"));
+    this._reconnect();
+  }
+
+  // Exponential backoff with jitter, capped, within the gateway's grace period (30 s by
+  // default). The resume token rotates on every successful rejoin.
+  async _reconnect() {
+    this._setStatus("reconnecting");
+    const started = Date.now();
+    const graceMs = this.resumeGraceMs ?? 30000;
+    for (let attempt = 0; !this._closing && Date.now() - started < graceMs; attempt++) {
+      const delay = Math.min(4000, 250 * 2 ** attempt) * (0.5 + Math.random());
+      await new Promise((r) => setTimeout(r, delay));
+      try {
+        this.pc?.close();
+        await this._openPeer(`${this.baseUrl}/v1/realtime/calls`, this.resumeToken);
+        return;
+      } catch (err) {
+        if (err.status === 404 || err.status === 401) break; // the call is gone
+      }
+    }
+    if (!this._closing) this._fail(new Error("could not reconnect to the call"));
   }
 
   send(event) {
@@ -136,6 +183,10 @@ export class VoiceAgent {
       case n.agentDone:
         this._agentText.delete(ev.item_id);
         this.on.transcript({ speaker: "agent", text: ev.transcript, final: true, itemId: ev.item_id });
+        break;
+      case "gateway.call.created":
+      case "gateway.call.resumed":
+        this.resumeToken = ev.resume_token;
         break;
       case "gateway.microphone.silent":
       case "gateway.microphone.active":
@@ -173,6 +224,8 @@ export class VoiceAgent {
   }
 
   disconnect() {
+    this._closing = true;
+    clearTimeout(this._dropTimer);
     clearInterval(this._levelTimer);
     this._levelTimer = null;
     this.channel?.close();
