@@ -12,41 +12,26 @@
 
 All behind the admin token (``admin._check``). The per-call state (:class:`Supervision`) is
 attached to the call on first use and torn down by the call's own close. The mix and fan-out
-are :mod:`gateway.supervise_mix`; the takeover is :mod:`gateway.supervise_takeover`.
+are :mod:`gateway.supervise_mix`, the peers :mod:`gateway.supervise_peer`, the takeover
+:mod:`gateway.supervise_takeover`.
 See ``docs/supervise.md``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import re
-import time
-from collections.abc import Callable
 from typing import Any
 
-import av
-import numpy as np
-import numpy.typing as npt
 from aiohttp import web
-from aiortc import (
-    MediaStreamTrack,
-    RTCConfiguration,
-    RTCPeerConnection,
-    RTCRtpSender,
-    RTCSessionDescription,
-)
-from aiortc.mediastreams import MediaStreamError
 
 from .admin import _check
 from .appkeys import CALLS
-from .audio.resample import StereoTo24kMono
 from .errors import ApiError
 from .ids import new_id
-from .legs.webrtc import check_offer
 from .session import CallSession
-from .supervise_mix import Layout, ListenerTrack, ListenHub, _percentiles
+from .supervise_mix import Layout, ListenHub
+from .supervise_peer import Listener, stereo_fmtp
 from .supervise_takeover import Takeover
 from .upstream.client import GATEWAY_EVENT_PREFIX
 
@@ -55,129 +40,8 @@ audit = logging.getLogger("gateway.audit")
 routes = web.RouteTableDef()
 
 MAX_LISTENERS = 20
-#: A listener whose ICE/DTLS has not connected by then is dropped.
-SETUP_TIMEOUT_S = 20.0
 MAX_COACH_CHARS = 4000
 _ATTR = "_gateway_supervision"
-
-MicSink = Callable[[npt.NDArray[np.int16]], None]
-
-
-class Listener:
-    """One supervisor's peer connection: the shared packets out, their microphone in."""
-
-    def __init__(self, sup: Supervision, lid: str, layout: Layout) -> None:
-        self.sup = sup
-        self.id = lid
-        self.layout: Layout = layout
-        self.created_at = time.time()
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # never a public STUN
-        self.track = ListenerTrack(layout)
-        self.has_mic = False
-        self.mic_frames = 0
-        #: Set while this listener has the call: where its microphone goes.
-        self.on_mic: MicSink | None = None
-        self._resampler = StereoTo24kMono()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closed = False
-        self._setup_timer: asyncio.TimerHandle | None = None
-        self.pc.on("track", self._on_track)
-        self.pc.on("connectionstatechange", self._on_state)
-
-    async def answer(self, offer_sdp: str, *, stereo: bool) -> str:
-        check_offer(offer_sdp)
-        try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        except Exception as e:  # aiortc's parser signals bad input with assert, ValueError...
-            raise ApiError(400, "invalid_sdp", "The SDP offer could not be parsed or is not "
-                           "acceptable (it needs ICE credentials, a DTLS fingerprint and an "
-                           "Opus audio section).") from e
-        audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
-        if not audio:
-            raise ApiError(400, "invalid_sdp", "The SDP offer has no usable audio section.")
-        # The packets are Opus, encoded once for every listener: no other codec will do.
-        opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs
-                if c.mimeType.lower() == "audio/opus"]
-        audio[0].setCodecPreferences(opus)
-        self.pc.addTrack(self.track)
-        try:
-            await self.pc.setLocalDescription(await self.pc.createAnswer())
-        except Exception as e:
-            raise ApiError(400, "invalid_sdp", "The SDP offer has no Opus audio.") from e
-        sdp = str(self.pc.localDescription.sdp)
-        if not re.search(r"a=rtpmap:\d+ opus/48000", sdp, re.IGNORECASE):
-            raise ApiError(400, "invalid_sdp", "The SDP offer has no Opus audio.")
-        loop = asyncio.get_running_loop()
-        self._setup_timer = loop.call_later(SETUP_TIMEOUT_S, self._setup_expired)
-        return stereo_fmtp(sdp) if stereo else sdp
-
-    def _setup_expired(self) -> None:
-        if self.pc.connectionState != "connected":
-            self.sup.drop_later(self.id, "setup_timeout")
-
-    def _on_state(self) -> None:
-        state = self.pc.connectionState
-        if state == "connected" and self._setup_timer is not None:
-            self._setup_timer.cancel()
-            self._setup_timer = None
-        elif state in ("failed", "closed") and not self._closed:
-            self.sup.drop_later(self.id, "listener_lost" if state == "failed" else "listener_left")
-
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "audio":
-            self.has_mic = True
-        task = asyncio.create_task(self._pump(track), name=f"listener-mic:{self.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _pump(self, track: MediaStreamTrack) -> None:
-        # Always drained (aiortc's remote track queue is unbounded); converted only while
-        # this listener has the call.
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await track.recv()
-                self.mic_frames += 1
-                sink = self.on_mic
-                if sink is None or not isinstance(frame, av.AudioFrame):
-                    continue
-                data: npt.NDArray[np.int16] = frame.to_ndarray().reshape(-1)  # type: ignore[assignment]
-                sink(self._resampler.process(data, len(frame.layout.channels)))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "object": "realtime.listener", "layout": self.layout,
-                "hearing": self.track.layout, "microphone": self.has_mic,
-                "state": self.pc.connectionState, "created_at": int(self.created_at),
-                "packets_sent": self.track.sent, "packets_dropped": self.track.dropped,
-                "queue_wait_ms": _percentiles(self.track.waits)}
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._setup_timer is not None:
-            self._setup_timer.cancel()
-        self.track.stop()
-        for t in list(self._tasks):
-            t.cancel()
-        await self.pc.close()
-        for t in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-
-
-def stereo_fmtp(sdp: str) -> str:
-    """Mark Opus as stereo in an answer (``stereo=1``): browsers decode mono without it."""
-    m = re.search(r"a=rtpmap:(\d+) opus/48000", sdp, re.IGNORECASE)
-    if m is None:
-        return sdp
-    pt = m.group(1)
-    fmtp = re.search(rf"^a=fmtp:{pt} (.*?)\r?$", sdp, re.MULTILINE)
-    if fmtp is not None:
-        if "stereo=1" in fmtp.group(1):
-            return sdp
-        return sdp[:fmtp.end(1)] + ";stereo=1;sprop-stereo=1" + sdp[fmtp.end(1):]
-    line_end = sdp.index("\n", m.end()) + 1
-    return sdp[:line_end] + f"a=fmtp:{pt} stereo=1;sprop-stereo=1\r\n" + sdp[line_end:]
 
 
 class Supervision:
@@ -198,7 +62,7 @@ class Supervision:
         if len(self.listeners) >= MAX_LISTENERS:
             raise ApiError(409, "listener_limit", f"A call takes at most {MAX_LISTENERS} "
                            "listeners.")
-        lis = Listener(self, new_id("lis", 8), layout)
+        lis = Listener(new_id("lis", 8), layout, self.drop_later)
         try:
             answer = await lis.answer(offer_sdp, stereo=layout == "stereo")
         except BaseException:

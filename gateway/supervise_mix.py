@@ -26,18 +26,19 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import av
 import numpy as np
 import numpy.typing as npt
-from aiortc import MediaStreamTrack
-from aiortc.mediastreams import MediaStreamError
 
 from .audio.formats import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES
 from .audio.resample import Interpolator
 from .legs.playout import QueuedFrame
 from .session import SessionHooks
+
+if TYPE_CHECKING:
+    from .supervise_peer import ListenerTrack
 
 log = logging.getLogger("gateway.supervise")
 
@@ -55,8 +56,6 @@ OPUS_OPTIONS = {"application": "voip", "frame_duration": "20", "compression_leve
 SILENT_TICKS_BEFORE_CACHE = 5
 
 TICK_S = FRAME_MS / 1000
-#: A listener's queue, in packets: a sender stuck longer than this loses the oldest.
-LISTENER_QUEUE = 5
 #: Ungated (caller) buffer: beyond this many frames the oldest are dropped.
 CALLER_MAX_FRAMES = 8
 #: Gated (agent) buffer: frames later than this are dropped; total cap (a WebSocket leg
@@ -141,63 +140,6 @@ class SourceBuffer:
     def clear(self) -> None:
         self._frames.clear()
         self._partial.clear()
-
-
-class ListenerTrack(MediaStreamTrack):
-    """What aiortc's sender reads for one listener: the shared packets, paced by the mixer.
-
-    ``recv()`` returns an :class:`av.Packet` (pts/time_base set by the hub), so the sender
-    skips encoding and only packetizes it."""
-
-    kind = "audio"
-
-    def __init__(self, layout: Layout, maxlen: int = LISTENER_QUEUE) -> None:
-        super().__init__()
-        self.layout: Layout = layout
-        self._maxlen = maxlen
-        self._queue: deque[tuple[av.Packet[Any], float]] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._started = False
-        self.sent = 0
-        self.dropped = 0
-        #: Seconds each packet waited between the mixer and this listener's sender (recent).
-        self.waits: deque[float] = deque(maxlen=250)
-
-    def push(self, packet: av.Packet[Any], t: float) -> None:
-        if len(self._queue) >= self._maxlen:
-            self._queue.popleft()
-            self.dropped += 1
-        self._queue.append((packet, t))
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    async def recv(self) -> av.Packet[Any]:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if not self._started:
-            # Packets queued before the connection was up are stale: start from the newest.
-            self._started = True
-            while len(self._queue) > 1:
-                self._queue.popleft()
-        while not self._queue:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-            if self.readyState != "live":
-                raise MediaStreamError
-        packet, t = self._queue.popleft()
-        self.waits.append(time.monotonic() - t)
-        self.sent += 1
-        return packet
-
-    def stop(self) -> None:
-        super().stop()
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
 
 
 class OpusOut:
@@ -427,5 +369,5 @@ class ListenHub:
         }
 
 
-__all__ = ["LAYOUTS", "Layout", "ListenHub", "ListenerTrack", "OpusOut", "SourceBuffer",
-           "TIME_BASE", "_percentiles"]
+__all__ = ["LAYOUTS", "Layout", "ListenHub", "OpusOut", "SourceBuffer", "TIME_BASE",
+           "_percentiles"]

@@ -2,9 +2,10 @@
 
 While taken over:
 
-- the supervisor's microphone (20 ms PCM16 24 kHz frames) is played to the caller through the
-  call's own leg (``leg.play_audio(pcm, "supervisor", "supervisor")``), so the recording and the
-  listeners get it as "what the caller heard";
+- the supervisor's microphone (20 ms PCM16 24 kHz frames; G.711 when the call passes a phone's
+  audio through to the upstream) is played to the caller through the call's own leg
+  (``leg.play_audio(pcm, "supervisor", "supervisor")``), so the recording and the listeners
+  get it as "what the caller heard";
 - the agent is silent: its response is cut (``session.interrupt``) and cancelled, and the
   upstream is told not to answer: ``session.update`` with the session's turn detection and
   ``create_response``/``interrupt_response`` false. Caller audio is still appended (recorded,
@@ -33,7 +34,9 @@ import numpy as np
 import numpy.typing as npt
 
 from . import policy
+from .audio.g711 import alaw_encode, ulaw_encode
 from .audio.levels import measure
+from .audio.resample import down_24k_to_8k
 from .ids import new_id
 from .session import CallSession, Event
 from .upstream.client import GATEWAY_EVENT_PREFIX
@@ -86,6 +89,9 @@ class Takeover:
         self.frames_dropped = 0
         self.cancelled_responses = 0
         self.active = False
+        # A leg plays audio in the upstream's wire format: G.711 for a phone passed through.
+        self._to_wire = None if call.wire_format == "audio/pcm" else down_24k_to_8k()
+        self._g711 = alaw_encode if call.wire_format == "audio/pcma" else ulaw_encode
 
     # -- switching ------------------------------------------------------------------------
 
@@ -160,7 +166,7 @@ class Takeover:
         if queued > MAX_QUEUED_MS:
             self.frames_dropped += 1
             return
-        data = pcm.tobytes()
+        data = pcm.tobytes() if self._to_wire is None else self._g711(self._to_wire.process(pcm))
         leg.play_audio(data, SUPERVISOR, SUPERVISOR)
         self.frames_played += 1
         if leg.forwards_audio_events:  # a WebSocket client plays what it receives as events
@@ -194,8 +200,10 @@ class Takeover:
             if isinstance(iid, str):
                 if not self._first_item_seen:
                     self._first_item_seen = True
-                    prev = event.get("previous_item_id")
-                    self._first_item_prev = prev if isinstance(prev, str) else None
+                    # GA names the item before it (null: it is the first of the conversation).
+                    if "previous_item_id" in event:
+                        prev = event["previous_item_id"]
+                        self._first_item_prev = prev if isinstance(prev, str) else "root"
                 self._last_item = iid
         elif etype == "response.created":
             rid = str((event.get("response") or {}).get("id") or "")
@@ -241,11 +249,9 @@ class Takeover:
         chain: dict[str | None, str] = {}
         for turn in self.turns:
             anchor = turn.after_item
-            if anchor is None and self._first_item_seen:
-                # Before any item of the takeover: right where the first of them was added.
-                prev: str | None = self._first_item_prev or "root"
-            else:
-                prev = anchor
+            # Before any item of the takeover: right where the first of them went (when the
+            # upstream said where; otherwise at the end, after the caller's items).
+            prev = self._first_item_prev if anchor is None else anchor
             prev = chain.get(anchor, prev)
             iid = new_id("gw_sup", 8)
             secs = max(0.02, (turn.end_ms - turn.start_ms) / 1000)
