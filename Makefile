@@ -48,6 +48,9 @@ bench: install sysdeps ## every benchmark; results in bench/results/*.json (see 
 	$(BIN)/python -m bench.localrt_latency
 	$(BIN)/python -m bench.recording_cost
 	$(BIN)/python -m bench.metrics_cost
+	$(BIN)/python -m bench.toolround
+	$(BIN)/python -m bench.resume
+	$(BIN)/python -m bench.listeners
 
 bench-quick: install ## regression guard: cost per call vs the naive relay, in one run
 	$(BIN)/python -m bench.calls --quick
