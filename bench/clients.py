@@ -1,0 +1,305 @@
+"""N concurrent full-duplex aiortc callers in one process, driven by ``bench.calls``.
+
+Each caller mints a token, POSTs its SDP offer (with the ``oai-events`` data channel, as a
+browser following OpenAI's WebRTC guide would), sends a tone paced in real time, and counts
+the 20 ms frames it receives and how many of them carry audio (the echo upstream returns the
+caller's own tone, so in steady state nearly every frame should).
+
+Protocol with the driver, one JSON object a line on stdout:
+``{"event": "ready", ...}`` once every call's data channel is open; then for each ``mark`` line
+on stdin a ``{"event": "mark", ...}`` snapshot of cumulative counters (and the client's own
+event-loop lag since the previous mark, so a saturated client shows up as such); ``stop``
+closes every call and exits. Any setup failure prints ``{"event": "error"}`` and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fractions
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.codecs.opus import OpusEncoder
+from aiortc.mediastreams import MediaStreamError
+
+RATE = 48_000
+FRAME = 960  # 20 ms at 48 kHz
+TIME_BASE = fractions.Fraction(1, RATE)
+#: A received frame counts as audio when its peak is above this (-36 dBFS); the tone is -20 dBFS.
+LOUD_PEAK = 500
+
+
+def tone_frame(freq: float, dbfs: float) -> bytes:
+    """One 20 ms stereo s16 frame of a tone with a whole number of cycles in it, so the same
+    bytes repeat seamlessly (400 Hz: 8 cycles)."""
+    cycles = freq * FRAME / RATE
+    if abs(cycles - round(cycles)) > 1e-9:
+        raise ValueError(f"{freq} Hz does not fit a whole number of cycles in 20 ms")
+    amp = 32768 * 10 ** (dbfs / 20) * np.sqrt(2)
+    mono = (amp * np.sin(2 * np.pi * freq * np.arange(FRAME) / RATE)).astype(np.int16)
+    return np.repeat(mono, 2).tobytes()  # stereo, as a browser's Opus is
+
+
+def pcm_frame(pcm: bytes, i: int) -> av.AudioFrame:
+    frame = av.AudioFrame(format="s16", layout="stereo", samples=FRAME)
+    frame.planes[0].update(pcm)
+    frame.sample_rate = RATE
+    frame.pts = i * FRAME
+    frame.time_base = TIME_BASE
+    return frame
+
+
+def opus_loop(pcm: bytes, frames: int = 50) -> list[bytes]:
+    """The tone encoded once, ``frames`` Opus packets long, to be sent in a loop: the callers
+    share the machine with the server under test, and a live encoder per caller would cost
+    ~9 ms of CPU a second each for nothing the server can tell apart."""
+    enc = OpusEncoder()
+    out: list[bytes] = []
+    i = 0
+    while len(out) < frames:
+        payloads, _ = enc.encode(pcm_frame(pcm, i))
+        out += payloads
+        i += 1
+    return out
+
+
+class ToneTrack(MediaStreamTrack):
+    """The caller's microphone: the tone, paced to the wall clock like a real capture device.
+    With ``packets``, it yields pre-encoded Opus (aiortc sends those as they are)."""
+
+    kind = "audio"
+
+    def __init__(self, pcm: bytes, packets: list[bytes] | None = None) -> None:
+        super().__init__()
+        self._pcm = pcm
+        self._packets = packets
+        self._start: float | None = None
+        self.sent = 0
+
+    async def recv(self) -> av.AudioFrame | av.Packet:  # type: ignore[type-arg]
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        due = self._start + self.sent * 0.02
+        if due > now:
+            await asyncio.sleep(due - now)
+        i = self.sent
+        self.sent += 1
+        if self._packets is None:
+            return pcm_frame(self._pcm, i)
+        packet = av.Packet(self._packets[i % len(self._packets)])
+        packet.pts = i * FRAME
+        packet.time_base = TIME_BASE
+        return packet
+
+
+@dataclass
+class Caller:
+    pc: RTCPeerConnection
+    mic: ToneTrack
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+    received: int = 0
+    loud: int = 0
+    events: int = 0
+    #: Frames missing by RTP timestamp although no packet was lost: the sender skipped them.
+    skipped: int = 0
+    #: Outbound delay drift: how much later than this call's earliest frame (arrival time
+    #: against RTP time) a frame came out. A sender that falls behind and bursts to catch up
+    #: shows here; one that skips ahead shows in ``skipped`` instead.
+    late_max: float = 0.0
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def _listen(self, track: MediaStreamTrack) -> None:
+        last: int | None = None
+        best = math.inf
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                f = await track.recv()
+                assert isinstance(f, av.AudioFrame) and f.pts is not None
+                self.received += 1
+                if last is not None and f.pts - last > FRAME:
+                    self.skipped += (f.pts - last) // FRAME - 1
+                last = f.pts
+                offset = time.monotonic() - f.pts / RATE
+                best = min(best, offset)
+                self.late_max = max(self.late_max, offset - best)
+                if int(np.abs(f.to_ndarray()).max()) > LOUD_PEAK:
+                    self.loud += 1
+
+    def take_late(self) -> float:
+        out, self.late_max = self.late_max, 0.0
+        return out
+
+    def on_track(self, track: MediaStreamTrack) -> None:
+        self.tasks.append(asyncio.create_task(self._listen(track)))
+
+    async def close(self) -> None:
+        self.mic.stop()
+        await self.pc.close()
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def open_call(http: aiohttp.ClientSession, base: str, api_key: str, pcm: bytes,
+                    packets: list[bytes] | None, timeout_s: float) -> Caller:
+    async with http.post(f"{base}/v1/realtime/client_secrets", json={},
+                         headers={"Authorization": f"Bearer {api_key}"}) as r:
+        body = await r.json()
+        if r.status != 200:
+            raise RuntimeError(f"client_secrets: {r.status} {body}")
+        token = body["value"]
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    caller = Caller(pc, ToneTrack(pcm, packets))
+    channel = pc.createDataChannel("oai-events")
+    channel.on("open", caller.opened.set)
+
+    def on_message(_: object) -> None:
+        caller.events += 1
+
+    channel.on("message", on_message)
+    pc.on("track", caller.on_track)
+    pc.addTrack(caller.mic)
+    try:
+        await pc.setLocalDescription(await pc.createOffer())
+        async with http.post(f"{base}/v1/realtime/calls", data=pc.localDescription.sdp,
+                             headers={"Authorization": f"Bearer {token}",
+                                      "Content-Type": "application/sdp"}) as r:
+            answer = await r.text()
+            if r.status != 201:
+                raise RuntimeError(f"calls: {r.status} {answer[:300]}")
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        async with asyncio.timeout(timeout_s):
+            await caller.opened.wait()
+    except BaseException:
+        await caller.close()
+        raise
+    return caller
+
+
+class LagProbe:
+    """This process's own event-loop lag (a timer every 100 ms, like the gateway's probe)."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_later(0.1, self._tick, self._loop.time() + 0.1)
+
+    def _tick(self, expected: float) -> None:
+        now = self._loop.time()
+        self.samples.append(max(0.0, now - expected))
+        self._handle = self._loop.call_at(now + 0.1, self._tick, now + 0.1)
+
+    def take(self) -> list[float]:
+        out, self.samples = self.samples, []
+        return out
+
+    def stop(self) -> None:
+        self._handle.cancel()
+
+
+def quantile(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+async def rtp_stats(callers: list[Caller]) -> dict[str, int]:
+    """Packets the callers received/lost (inbound-rtp) and what the server reported losing of
+    theirs (remote-inbound-rtp, from its RTCP receiver reports)."""
+    out = {"rtp_received": 0, "rtp_lost": 0, "remote_lost": 0}
+    for c in callers:
+        with contextlib.suppress(Exception):
+            for s in (await c.pc.getStats()).values():
+                if s.type == "inbound-rtp":
+                    out["rtp_received"] += int(s.packetsReceived)
+                    out["rtp_lost"] += int(s.packetsLost)
+                elif s.type == "remote-inbound-rtp":
+                    out["remote_lost"] += int(s.packetsLost)
+    return out
+
+
+def emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+async def run(args: argparse.Namespace) -> int:
+    pcm = tone_frame(args.freq, args.dbfs)
+    packets = None if args.encode_live else opus_loop(pcm)
+    probe = LagProbe()
+    callers: list[Caller] = []
+    gate = asyncio.Semaphore(args.setup_concurrency)
+    t0 = time.monotonic()
+
+    async def one() -> Caller:
+        async with gate:
+            return await open_call(http, args.base, args.api_key, pcm, packets,
+                                   args.setup_timeout)
+
+    async with aiohttp.ClientSession() as http:
+        results = await asyncio.gather(*(one() for _ in range(args.calls)),
+                                       return_exceptions=True)
+        callers = [r for r in results if isinstance(r, Caller)]
+        errors = [r for r in results if not isinstance(r, Caller)]
+        if errors:
+            emit({"event": "error", "message": f"{len(errors)} of {args.calls} calls failed: "
+                  f"{errors[0]!r}"})
+            await asyncio.gather(*(c.close() for c in callers), return_exceptions=True)
+            return 1
+        emit({"event": "ready", "calls": len(callers), "setup_s": time.monotonic() - t0})
+        probe.take()
+        loop = asyncio.get_running_loop()
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            cmd = line.strip()
+            if cmd == "mark":
+                t = time.monotonic()
+                lag = probe.take()
+                emit({"event": "mark", "t": t, "calls": len(callers),
+                      "sent": sum(c.mic.sent for c in callers),
+                      "received": sum(c.received for c in callers),
+                      "loud": sum(c.loud for c in callers),
+                      "events": sum(c.events for c in callers),
+                      "skipped": sum(c.skipped for c in callers),
+                      "late_max_ms": 1000 * max((c.take_late() for c in callers), default=0.0),
+                      "not_connected": sum(c.pc.connectionState != "connected" for c in callers),
+                      "lag_p50": quantile(lag, 0.5), "lag_p99": quantile(lag, 0.99),
+                      "lag_max": max(lag, default=None), **(await rtp_stats(callers))})
+            elif cmd in ("stop", ""):  # "" is EOF: the driver went away
+                break
+        probe.stop()
+        await asyncio.gather(*(c.close() for c in callers), return_exceptions=True)
+    emit({"event": "done"})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.clients")
+    p.add_argument("--base", required=True, help="http://host:port of the server under test")
+    p.add_argument("--api-key", default="bench-key")
+    p.add_argument("--calls", type=int, required=True)
+    p.add_argument("--freq", type=float, default=400.0)
+    p.add_argument("--dbfs", type=float, default=-20.0)
+    p.add_argument("--encode-live", action="store_true",
+                   help="encode the tone per caller, as a browser does (costs the client CPU)")
+    p.add_argument("--setup-concurrency", type=int, default=4)
+    p.add_argument("--setup-timeout", type=float, default=20.0)
+    return asyncio.run(run(p.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
