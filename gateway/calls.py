@@ -87,14 +87,7 @@ class CallFactory:
                            metrics=self.metrics, transport="webrtc", dialect=dialect,
                            session=session, tool_lookup=self.tools.spec,
                            on_closed=self.call_closed)
-        media = self.config.media
-        leg = WebRtcLeg(call, max_buffer_s=media.outbound_buffer_s,
-                        max_event_bytes=media.max_event_bytes, dead_peer_s=media.dead_peer_s,
-                        stats_observer=self._observe_stats,
-                        stats_interval_s=media.stats_interval_s,
-                        opus_bitrate=media.opus_bitrate, opus_complexity=media.opus_complexity,
-                        on_encode=self.metrics.frame_seconds.labels("out").observe,
-                        network=self.ice, on_ice_pair=self._ice_pair_observer(call))
+        leg = self._webrtc_leg(call)
         answer_t = asyncio.ensure_future(leg.answer(offer_sdp))
         upstream_t = asyncio.ensure_future(self.connect_upstream(profile, session))
         try:
@@ -219,14 +212,7 @@ class CallFactory:
         if not isinstance(call, CallSession) or call._closing:
             raise ApiError(404, "call_not_found", "No held call for this resume token; it "
                            "ended or the grace period passed.")
-        media = self.config.media
-        leg = WebRtcLeg(call, max_buffer_s=media.outbound_buffer_s,
-                        max_event_bytes=media.max_event_bytes, dead_peer_s=media.dead_peer_s,
-                        stats_observer=self._observe_stats,
-                        stats_interval_s=media.stats_interval_s,
-                        opus_bitrate=media.opus_bitrate, opus_complexity=media.opus_complexity,
-                        on_encode=self.metrics.frame_seconds.labels("out").observe,
-                        network=self.ice, on_ice_pair=self._ice_pair_observer(call))
+        leg = self._webrtc_leg(call)
         try:
             answer = await leg.answer(offer_sdp)
         except BaseException:
@@ -244,6 +230,17 @@ class CallFactory:
             self.metrics.webrtc_candidate_pairs.labels(local_type, remote_type).inc()
             call.note("note", event="ice", local_type=local_type, remote_type=remote_type)
         return observe
+
+    def _webrtc_leg(self, call: CallSession) -> WebRtcLeg:
+        media = self.config.media
+        return WebRtcLeg(call, max_buffer_s=media.outbound_buffer_s,
+                         max_event_bytes=media.max_event_bytes, dead_peer_s=media.dead_peer_s,
+                         stats_observer=self._observe_stats,
+                         stats_interval_s=media.stats_interval_s,
+                         opus_bitrate=media.opus_bitrate,
+                         opus_complexity=media.opus_complexity,
+                         on_encode=self.metrics.frame_seconds.labels("out").observe,
+                         network=self.ice, on_ice_pair=self._ice_pair_observer(call))
 
     def _observe_stats(self, lost: int, jitter: float | None, rtt: float | None) -> None:
         m = self.metrics
