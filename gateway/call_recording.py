@@ -38,6 +38,7 @@ class CallRecording:
             opus_copy=opus_copy, on_bytes=metrics.recording_bytes.inc,
             on_error=metrics.recording_errors.inc)
         self._pending: dict[str, ItemState] = {}
+        self._written: set[str] = set()
         h = call.hooks
         h.caller_audio.append(self._caller_audio)
         h.agent_audio.append(self._agent_audio)
@@ -67,6 +68,9 @@ class CallRecording:
             self._pending[item_id] = st
 
     def _write_agent(self, item_id: str, st: ItemState) -> None:
+        if item_id in self._written:
+            return  # an interruption already wrote what was heard of it
+        self._written.add(item_id)
         text = st.transcript
         extra: dict[str, Any] = {}
         if st.truncated_ms is not None:
@@ -79,8 +83,10 @@ class CallRecording:
     def _interrupted(self, item_id: str, heard_ms: int, st: ItemState | None) -> None:
         self.rec.transcript("interruption", speaker="caller", item_id=item_id,
                             offset_ms=self.call.call_ms(), heard_ms=heard_ms)
-        pending = self._pending.pop(item_id, None)
-        if pending is not None:
+        # The cancelled response may never send its transcript's "done": write what was
+        # heard from the deltas received so far.
+        pending = self._pending.pop(item_id, None) or st
+        if pending is not None and pending.transcript:
             self._write_agent(item_id, pending)
 
     def _playout(self, started: bool) -> None:

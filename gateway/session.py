@@ -434,9 +434,8 @@ class CallSession:
             return
         item_id = str(event.get("item_id", ""))
         rid = str(event.get("response_id", ""))
-        st = self._items.get(item_id)
-        if st is None:
-            st = self._items[item_id] = ItemState(rid)
+        st = self._items.setdefault(item_id, ItemState(rid))
+        if st.received_ms == 0:  # the item's first audio
             created = self._response_created_at.get(rid)
             if created is not None:
                 self.metrics.upstream_ttfa.observe(time.monotonic() - created)
@@ -454,9 +453,10 @@ class CallSession:
         self._forward(event)
 
     def _up_transcript_delta(self, event: Event) -> None:
-        st = self._items.get(str(event.get("item_id", "")))
-        if st is not None:
-            st.transcript += str(event.get("delta", ""))
+        # The transcript may run ahead of the audio: the item's state starts with either.
+        st = self._items.setdefault(str(event.get("item_id", "")),
+                                    ItemState(str(event.get("response_id", ""))))
+        st.transcript += str(event.get("delta", ""))
         self._forward(event)
 
     def _up_transcript_done(self, event: Event) -> None:

@@ -169,14 +169,20 @@ class FakeUpstream:
         await c.send({"type": "response.content_part.added", "response_id": rid,
                       "item_id": iid, "output_index": 0, "content_index": 0, "part": part})
         ids = {"response_id": rid, "item_id": iid, "output_index": 0, "content_index": 0}
-        await c.send({"type": "response.output_audio_transcript.delta", **ids,
-                      "delta": transcript})
         step = bytes_per_ms * chunk_ms
+        # The transcript streams with the audio, as a real model's does: words spread evenly
+        # over the audio chunks.
+        words = transcript.split(" ")
+        per = -(-len(words) // max(1, -(-len(pcm) // step)))
         status = "completed"
-        for i in range(0, len(pcm), step):
+        for k, i in enumerate(range(0, len(pcm), step)):
             if c.cancelled.is_set():
                 status = "cancelled"
                 break
+            chunk_words = words[k * per:(k + 1) * per]
+            if chunk_words:
+                await c.send({"type": "response.output_audio_transcript.delta", **ids,
+                              "delta": (" " if k else "") + " ".join(chunk_words)})
             await c.send({"type": "response.output_audio.delta", **ids,
                           "delta": base64.b64encode(pcm[i:i + step]).decode()})
             await asyncio.sleep(chunk_ms / 1000 / speed if speed else 0)

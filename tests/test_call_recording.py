@@ -100,3 +100,29 @@ async def test_call_is_recorded_time_aligned_with_transcript() -> None:
             assert r.status == 206
             assert (await r.read())[:4] == b"RIFF"
         _ = Path
+
+
+async def test_barge_in_cuts_the_agent_transcript_to_what_was_heard() -> None:
+    async with running_fake() as (fake, url), running_gateway(url) as gw:
+        peer = ClientPeer(PcmSourceTrack(from_pcm(burst_signal(1.0))))
+        try:
+            await peer.connect(gw.http, f"{gw.base}/v1/realtime/calls", await gw.mint())
+            await peer.next_event("session.created")
+            t = np.arange(24000 * 4) / 24000
+            words = " ".join(f"word{i}" for i in range(40))
+            fake.say((6000 * np.sin(2 * np.pi * 500 * t)).astype(np.int16), words, speed=2.0)
+            await peer.next_event("output_audio_buffer.started")
+            await asyncio.sleep(1.0)
+            await fake.speech_started()
+            trunc = await peer.next_event("conversation.item.truncated")
+        finally:
+            await peer.close()
+        await until(lambda: list(gw.recordings.rglob("metadata.json")), 10, "metadata")
+        d = next(gw.recordings.rglob("metadata.json")).parent
+        lines = [json.loads(x) for x in (d / "transcript.jsonl").read_text().splitlines()]
+        (agent,) = [x for x in lines if x["kind"] == "utterance" and x["speaker"] == "agent"]
+        assert agent["truncated"] is True and agent["heard_ms"] == trunc["audio_end_ms"]
+        heard_words = len(agent["text"].split())
+        # 40 words over 4 s of audio: about one word per 100 ms heard.
+        assert abs(heard_words - trunc["audio_end_ms"] / 100) <= 2
+        assert any(x["kind"] == "interruption" for x in lines)

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 import websockets
 
+from gateway.workers import internal_port
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import ADMIN, API_KEY
 from tests.test_drain import free_port
@@ -34,25 +35,27 @@ async def test_two_workers_share_one_port_and_their_calls(tmp_path: object) -> N
         sockets = []
         try:
             async with aiohttp.ClientSession() as http:
-                async def ready() -> bool:
+                async def ready(url: str) -> bool:
                     try:
-                        async with http.get(f"{base}/readyz") as r:
+                        async with http.get(f"{url}/readyz") as r:
                             return r.status == 200
                     except aiohttp.ClientConnectionError:
                         return False
 
+                # Both workers up (each also answers on its own internal port).
+                workers = [f"http://127.0.0.1:{internal_port(port, i)}" for i in range(2)]
                 async with asyncio.timeout(30):
-                    while not await ready():  # noqa: ASYNC110 - the server is starting
+                    while not all([await ready(w) for w in workers]):  # noqa: ASYNC110
                         await asyncio.sleep(0.2)
                 ws_url = f"ws://127.0.0.1:{port}/v1/realtime?model=gpt-realtime"
-                for _ in range(8):
+                for _ in range(12):  # P(all on one worker) = 2 / 2**12
                     ws = await websockets.connect(ws_url, additional_headers={
                         "Authorization": f"Bearer {API_KEY}"})
                     await ws.recv()  # session.created
                     sockets.append(ws)
                 async with http.get(f"{base}/admin/calls", headers=admin) as r:
                     calls = (await r.json())["data"]
-                assert len(calls) == 8
+                assert len(calls) == 12
                 owners = {c["instance_id"] for c in calls}
                 assert owners == {"w0", "w1"}, owners  # the kernel spread them
                 # Ending each call works whichever worker the request lands on.
