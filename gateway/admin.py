@@ -11,11 +11,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .appkeys import CALLS, CONFIG, REGISTRY
+from .appkeys import CALLS, CONFIG, FACTORY, METRICS, REGISTRY, S3_UPLOADER
 from .errors import ApiError
 from .forwarding import forward_to_owner
 from .recording import api as recordings_api
 from .recording.recover import recover
+from .recording.s3 import S3Uploader
 from .recording.store import RecordingStore
 
 log = logging.getLogger("gateway.admin")
@@ -70,6 +71,16 @@ async def _recordings_ctx(app: web.Application) -> AsyncIterator[None]:
                             ", ".join(repaired[:10]))
         except OSError:
             log.exception("recording recovery failed")
+    uploader: S3Uploader | None = None
+    if cfg.recording.enabled and cfg.recording.s3_bucket:
+        # Optional S3 storage: one worker; finished calls a previous run left are queued.
+        uploader = S3Uploader(cfg.recording, root, on_error=app[METRICS].recording_errors.inc)
+        await uploader.start()
+        app[S3_UPLOADER] = uploader
+        app[FACTORY].uploader = uploader
+        queued = await uploader.enqueue_pending()
+        if queued:
+            log.info("queued %d local recording(s) for upload", queued)
     handle: asyncio.TimerHandle | None = None
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[list[str]]] = set()
@@ -88,6 +99,10 @@ async def _recordings_ctx(app: web.Application) -> AsyncIterator[None]:
     if handle is not None:
         handle.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if uploader is not None:
+        # Calls still closing after this keep their local copy; the next start uploads them.
+        app[FACTORY].uploader = None
+        await uploader.stop()
 
 
 def setup(app: web.Application) -> None:

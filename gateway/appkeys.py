@@ -8,6 +8,7 @@ from aiohttp import web
 from .calls import CallFactory
 from .config import Config
 from .metrics import Metrics
+from .recording.s3 import S3Uploader
 from .registry import LocalCalls, Registry
 from .tokens import TokenService
 
@@ -18,3 +19,4 @@ CALLS = web.AppKey("calls", LocalCalls)
 TOKENS = web.AppKey("tokens", TokenService)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 FACTORY = web.AppKey("factory", CallFactory)
+S3_UPLOADER = web.AppKey("s3_uploader", S3Uploader)

@@ -14,6 +14,7 @@ from .audio.formats import PCM_BYTES_PER_MS
 from .legs.playout import QueuedFrame
 from .metrics import Metrics
 from .recording.recorder import CallRecorder, TranscriptKind
+from .recording.s3 import S3Uploader
 from .session import CallSession, ItemState
 
 log = logging.getLogger("gateway.recording")
@@ -31,8 +32,10 @@ def cut_transcript(text: str, heard_ms: float, total_ms: float) -> str:
 
 class CallRecording:
     def __init__(self, call: CallSession, root: Path, metrics: Metrics, *,
-                 opus_copy: bool, metadata: dict[str, Any]) -> None:
+                 opus_copy: bool, metadata: dict[str, Any],
+                 uploader: S3Uploader | None = None) -> None:
         self.call = call
+        self.uploader = uploader
         self.rec = CallRecorder.start(
             root, call.call_id, started_at=call.stats.started_at, metadata=metadata,
             opus_copy=opus_copy, on_bytes=metrics.recording_bytes.inc,
@@ -116,3 +119,5 @@ class CallRecording:
                                 "caller_audio_s": round(stats.caller_audio_ms / 1000, 3),
                                 "agent_audio_s": round(stats.agent_audio_ms / 1000, 3)})
         await self.rec.wait_closed()
+        if self.uploader is not None and (self.rec.directory / "metadata.json").is_file():
+            self.uploader.enqueue(self.rec.directory)

@@ -25,6 +25,7 @@ from .legs.ice import PORTS_EXHAUSTED, MediaNetwork
 from .legs.webrtc import WebRtcLeg
 from .legs.websocket import WebSocketLeg
 from .metrics import Metrics, bounded
+from .recording.s3 import S3Uploader
 from .registry import CallInfo, LocalCalls, Registry
 from .session import CallSession
 from .toolrounds import ToolRounds
@@ -48,6 +49,8 @@ class CallFactory:
         self.tools = ToolRegistry(config.tools, http,
                                   DemoDb(config.server.demo_db or ":memory:"))
         self.setup_hooks: list[Any] = []
+        #: Set by the recordings context when ``[recording] s3_bucket`` is configured.
+        self.uploader: S3Uploader | None = None
         #: Port range, announced addresses, ICE servers (docs/networking.md).
         self.ice = MediaNetwork.from_config(config.media)
 
@@ -136,7 +139,8 @@ class CallFactory:
         if self._should_record(profile, extra):
             try:
                 CallRecording(call, Path(self.config.recording.dir), self.metrics,
-                              opus_copy=self.config.recording.opus_copy, metadata={
+                              opus_copy=self.config.recording.opus_copy,
+                              uploader=self.uploader, metadata={
                                   "transport": call.transport,
                                   "caller": extra.get("caller") or call.caller,
                                   "agent": profile.name, "model": profile.model,

@@ -192,6 +192,18 @@ class RecordingConfig:
     dir: str = "recordings"
     opus_copy: bool = False
     retention_days: int = 0
+    #: Optional S3-compatible storage (gateway/recording/s3.py); off while the bucket is empty.
+    s3_endpoint_url: str = ""
+    s3_bucket: str = ""
+    s3_prefix: str = "recordings"
+    s3_region: str = "us-east-1"
+    #: Names of the environment variables holding the credentials (never the values).
+    s3_access_key_env: str = "AWS_ACCESS_KEY_ID"
+    s3_secret_key_env: str = "AWS_SECRET_ACCESS_KEY"
+    #: Keep the local copy after a confirmed upload.
+    s3_keep_local: bool = False
+    s3_max_attempts: int = 5
+    s3_backoff_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
+from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
 from ..errors import ApiError, bad_request
 from .layout import AUDIO_OPUS, AUDIO_WAV, TRANSCRIPT, iso_utc, parse_time
@@ -28,6 +29,11 @@ from .store import (
     RecordingNotFound,
     RecordingStore,
 )
+
+if TYPE_CHECKING:
+    from .s3 import S3Uploader
+
+_T = TypeVar("_T")
 
 RECORDINGS_ROOT = web.AppKey("recordings_root", Path)
 RECORDINGS_STORE = web.AppKey("recordings_store", RecordingStore)
@@ -128,9 +134,55 @@ async def _list(request: web.Request) -> web.StreamResponse:
     })
 
 
+def _s3(request: web.Request) -> S3Uploader | None:
+    from ..appkeys import S3_UPLOADER  # late: appkeys imports the call factory
+    return request.app.get(S3_UPLOADER)
+
+
 async def _metadata(request: web.Request) -> web.StreamResponse:
-    meta = await _call(_store(request).get, request.match_info["id"])
+    call_id = request.match_info["id"]
+    try:
+        meta = await _call(_store(request).get, call_id)
+    except ApiError as err:
+        s3 = _s3(request)
+        if err.status != 404 or s3 is None:
+            raise
+        # The local copy is gone once uploaded: read the call's metadata from S3.
+        found = await _from_s3(s3.fetch_metadata(call_id))
+        if found is None:
+            raise
+        meta = found
     return web.json_response(_public(meta))
+
+
+async def _from_s3(op: Awaitable[_T]) -> _T:
+    try:
+        return await op
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+            raise ApiError(416, "range_not_satisfiable", "range not satisfiable") from exc
+        raise ApiError(502, "storage_unavailable", "object storage error",
+                       type_="server_error") from exc
+    except BotoCoreError as exc:
+        raise ApiError(502, "storage_unavailable", "object storage unreachable",
+                       type_="server_error") from exc
+
+
+async def _audio_from_s3(request: web.Request, s3: S3Uploader, call_id: str, name: str,
+                         headers: dict[str, str]) -> web.StreamResponse | None:
+    obj = await _from_s3(s3.open_audio(call_id, name, request.headers.get("Range")))
+    if obj is None:
+        return None
+    try:
+        resp = web.StreamResponse(status=obj.status, headers={**headers, **obj.headers})
+        await resp.prepare(request)
+        if request.method != "HEAD":
+            async for chunk in obj.chunks():
+                await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+    finally:
+        obj.close()
 
 
 async def _delete(request: web.Request) -> web.StreamResponse:
@@ -145,11 +197,21 @@ async def _audio(request: web.Request) -> web.StreamResponse:
     if fmt not in _AUDIO_FORMATS:
         raise bad_request("invalid_query", "format must be wav or opus", "format")
     name, ctype = _AUDIO_FORMATS[fmt]
-    path = await _call(_store(request).file, call_id, name)
+    headers = {"Content-Type": ctype, "Cache-Control": "no-store",
+               "Content-Disposition": f'attachment; filename="{call_id}.{fmt}"'}
+    try:
+        path = await _call(_store(request).file, call_id, name)
+    except ApiError as err:
+        s3 = _s3(request)
+        if err.status != 404 or s3 is None:
+            raise
+        _access(request, call_id, name)
+        resp = await _audio_from_s3(request, s3, call_id, name, headers)
+        if resp is None:
+            raise
+        return resp
     _access(request, call_id, name)
-    return web.FileResponse(path, headers={
-        "Content-Type": ctype, "Cache-Control": "no-store",
-        "Content-Disposition": f'attachment; filename="{call_id}.{fmt}"'})
+    return web.FileResponse(path, headers=headers)
 
 
 async def _transcript(request: web.Request) -> web.StreamResponse:
