@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -140,5 +139,3 @@ def make_app(config: Config, *, metrics: Metrics | None = None) -> web.Applicati
     admin.setup(app)
     return app
 
-
-__all__ = ["make_app", "contextlib"]

@@ -19,10 +19,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .call_recording import cut_transcript
-from .ids import new_id
 from .metrics import bounded
 from .session import CallSession, ItemState
-from .upstream.client import GATEWAY_EVENT_PREFIX, UpstreamConnection, UpstreamError
+from .upstream.client import (
+    UpstreamConnection,
+    UpstreamError,
+    gateway_event_id,
+)
 
 log = logging.getLogger("gateway.continuity")
 
@@ -142,7 +145,7 @@ class UpstreamKeeper:
                 continue
             kind = "input_text" if role == "user" else "output_text"
             conn.send({"type": "conversation.item.create",
-                       "event_id": new_id(GATEWAY_EVENT_PREFIX + "evt"),
+                       "event_id": gateway_event_id(),
                        "item": {"type": "message", "role": role,
                                 "content": [{"type": kind, "text": text}]}})
         return conn

@@ -16,6 +16,7 @@ from .audio.levels import DIGITAL_SILENCE_DBFS
 from .config import GuardConfig
 from .ids import new_id
 from .session import CallSession
+from .upstream.client import gateway_event_id
 
 IDLE_PROMPT = "Briefly ask whether the caller is still there."
 IDLE_GOODBYE = "Say a short, friendly goodbye because the caller has gone quiet."
@@ -128,7 +129,7 @@ class CallGuards:
         up = self.session.upstream
         if up is None or self.session.active_response is not None:
             return
-        up.send({"type": "response.create", "event_id": new_id("gw_evt"), "response": {
+        up.send({"type": "response.create", "event_id": gateway_event_id(), "response": {
             "instructions": instructions, "metadata": {"gateway": purpose}}})
 
     def _idle_prompt(self) -> None:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from .appkeys import CALLS
 from .config import Config
-from .ids import new_id
+from .upstream.client import gateway_event_id
 
 log = logging.getLogger("gateway.lifecycle")
 GOODBYE = "Say a short goodbye: the line is about to close for maintenance."
@@ -43,8 +43,8 @@ async def drain(app: web.Application, timeout_s: float) -> None:
         up = getattr(call, "upstream", None)
         if up is not None:
             if getattr(call, "active_response", None) is not None:
-                up.send({"type": "response.cancel", "event_id": new_id("gw_evt")})
-            up.send({"type": "response.create", "event_id": new_id("gw_evt"), "response": {
+                up.send({"type": "response.cancel", "event_id": gateway_event_id()})
+            up.send({"type": "response.create", "event_id": gateway_event_id(), "response": {
                 "instructions": GOODBYE, "metadata": {"gateway": "drain"}}})
     await asyncio.sleep(GOODBYE_S)
     await asyncio.gather(*(c.close("server_shutdown") for c in live), return_exceptions=True)

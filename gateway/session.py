@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import policy
-from .audio.formats import FRAME_MS, WireFormat, bytes_per_ms
+from .audio.formats import WireFormat, bytes_per_ms
 from .audio.levels import measure, measure_bytes
 from .callstate import (
     CLIENT_EVENT_TYPES,
@@ -38,7 +38,12 @@ from .legs.base import Leg
 from .legs.playout import QueuedFrame
 from .logs import call_context, call_id_var
 from .metrics import Metrics, bounded
-from .upstream.client import GATEWAY_EVENT_PREFIX, UpstreamClosed, UpstreamConnection
+from .upstream.client import (
+    GATEWAY_EVENT_PREFIX,
+    UpstreamClosed,
+    UpstreamConnection,
+    gateway_event_id,
+)
 
 log = logging.getLogger("gateway.session")
 
@@ -60,7 +65,6 @@ class CallSession:
         self.transport = transport
         self.dialect = dialect
         self.session = session  # client-visible GA session config
-        self.session_id = new_id("sess")
         self._tool_lookup = tool_lookup
         self._on_closed = on_closed
         self.stats = CallStats()
@@ -512,7 +516,7 @@ class CallSession:
         rid = self.active_response or ""
         if self.active_response:
             self.upstream.send({"type": "response.cancel",
-                                "event_id": new_id(GATEWAY_EVENT_PREFIX + "evt")})
+                                "event_id": gateway_event_id()})
         if item:
             st = self._items.get(item)
             rid = st.response_id if st is not None else rid
@@ -520,7 +524,7 @@ class CallSession:
             if st is not None:
                 st.truncated_ms = heard
             self.upstream.send({"type": "conversation.item.truncate",
-                                "event_id": new_id(GATEWAY_EVENT_PREFIX + "evt"),
+                                "event_id": gateway_event_id(),
                                 "item_id": item, "content_index": 0, "audio_end_ms": heard})
             for obs in self.hooks.interrupted:
                 obs(item, heard, st)
@@ -582,4 +586,4 @@ class CallSession:
 _CLOSERS: set[asyncio.Task[None]] = set()
 
 
-__all__ = ["FRAME_MS", "CallSession", "ItemState", "SessionHooks"]
+__all__ = ["CallSession", "ItemState", "SessionHooks"]

@@ -6,7 +6,6 @@ from typing import Any
 
 from aiohttp import web
 
-from . import policy
 from .appkeys import CONFIG, FACTORY, METRICS, TOKENS
 from .config import Config, Profile
 from .errors import ApiError, bad_request, unauthorized
@@ -95,7 +94,7 @@ async def beta_sessions(request: web.Request) -> web.Response:
     body = await read_json(request)
     model = body.get("model")
     try:
-        ga_body, ignored = beta_session_create_request_to_ga(
+        ga_body, _ignored = beta_session_create_request_to_ga(
             {k: v for k, v in body.items() if k != "model"})
     except DialectError as e:
         raise ApiError(400, e.code, e.message, param=e.param) from e
@@ -110,8 +109,6 @@ async def beta_sessions(request: web.Request) -> web.Response:
     out = ga_client_secret_to_beta_session_response(value, expires_at, shown)
     if isinstance(model, str):
         out["model"] = model  # beta clients see the model name they asked for
-    if ignored:
-        out.setdefault("metadata", None)
     return web.json_response(out)
 
 
@@ -129,5 +126,3 @@ async def beta_sdp(request: web.Request) -> web.Response:
     return web.Response(status=201, text=answer, content_type="application/sdp",
                         headers={"Location": f"/v1/realtime/calls/{call.call_id}"})
 
-
-__all__ = ["policy", "routes"]

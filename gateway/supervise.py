@@ -33,7 +33,7 @@ from .session import CallSession
 from .supervise_mix import Layout, ListenHub
 from .supervise_peer import Listener, stereo_fmtp
 from .supervise_takeover import Takeover
-from .upstream.client import GATEWAY_EVENT_PREFIX
+from .upstream.client import gateway_event_id
 
 log = logging.getLogger("gateway.supervise")
 audit = logging.getLogger("gateway.audit")
@@ -109,7 +109,7 @@ class Supervision:
                            "try again.")
         item_id = new_id("gw_coach", 8)
         up.send({"type": "conversation.item.create",
-                 "event_id": new_id(GATEWAY_EVENT_PREFIX + "evt"),
+                 "event_id": gateway_event_id(),
                  "item": {"id": item_id, "type": "message", "role": "system",
                           "content": [{"type": "input_text", "text": text}]}})
         self.call.note("note", speaker=None, text=text, event="coach", item_id=item_id)

@@ -39,7 +39,7 @@ from .audio.levels import measure
 from .audio.resample import down_24k_to_8k
 from .ids import new_id
 from .session import CallSession, Event
-from .upstream.client import GATEWAY_EVENT_PREFIX
+from .upstream.client import gateway_event_id
 
 log = logging.getLogger("gateway.supervise")
 
@@ -61,7 +61,7 @@ _BLOCKED_CLIENT_EVENTS = frozenset({"response.create", "output_audio_buffer.clea
 
 
 def _gw_event() -> str:
-    return new_id(GATEWAY_EVENT_PREFIX + "evt")
+    return gateway_event_id()
 
 
 @dataclass

@@ -17,11 +17,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .ids import new_id
 from .metrics import Metrics
 from .session import CallSession
 from .tools.registry import ToolError, ToolRegistry
-from .upstream.client import GATEWAY_EVENT_PREFIX
+from .upstream.client import gateway_event_id
 
 log = logging.getLogger("gateway.tools")
 
@@ -138,7 +137,7 @@ class ToolRounds:
             return
         for call, output in zip(calls, outputs, strict=True):
             up.send({"type": "conversation.item.create",
-                     "event_id": new_id(GATEWAY_EVENT_PREFIX + "evt"),
+                     "event_id": gateway_event_id(),
                      "item": {"type": "function_call_output", "call_id": call.call_id,
                               "output": output}})
         self.rounds_completed += 1
@@ -196,7 +195,7 @@ class ToolRounds:
         up = self.session.upstream
         if up is None or self.session.active_response is not None:
             return
-        self._filler_event = new_id(GATEWAY_EVENT_PREFIX + "evt")
+        self._filler_event = gateway_event_id()
         self.session.note("filler", speaker="agent", text=FILLER_TEXT)
         up.send({"type": "response.create", "event_id": self._filler_event, "response": {
             "conversation": "none", "output_modalities": ["audio"], "tool_choice": "none",
@@ -208,7 +207,7 @@ class ToolRounds:
         if up is None:
             return
         self._create_wanted = False
-        self._create_event = new_id(GATEWAY_EVENT_PREFIX + "evt")
+        self._create_event = gateway_event_id()
         up.send({"type": "response.create", "event_id": self._create_event})
 
     async def close(self, reason: str) -> None:

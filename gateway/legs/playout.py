@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from ..audio.formats import FRAME_BYTES, FRAME_MS, PCM_BYTES_PER_MS, SILENCE_FRAME
+from ..audio.formats import FRAME_BYTES, FRAME_MS, PCM_BYTES_PER_MS
 
 
 @dataclass(slots=True)
@@ -84,5 +84,3 @@ class Playout:
     def active(self) -> bool:
         return bool(self._frames)
 
-
-SILENCE = SILENCE_FRAME

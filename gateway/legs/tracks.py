@@ -43,7 +43,6 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._on_frame = on_frame
         self._start: float | None = None
         self._index = 0
-        self.started_at_wall: float | None = None
 
     async def recv(self) -> av.Packet[Any]:
         if self.readyState != "live":
@@ -52,7 +51,6 @@ class OutboundAudioTrack(MediaStreamTrack):
         now = loop.time()
         if self._start is None:
             self._start = now
-            self.started_at_wall = time.time()
         due = self._start + self._index * FRAME_MS / 1000
         if due > now:
             await asyncio.sleep(due - now)

@@ -31,10 +31,9 @@ from .. import policy
 from ..appkeys import CALLS, CONFIG, FACTORY, METRICS, TOKENS
 from ..config import Config
 from ..errors import ApiError
-from ..ids import new_id
 from ..session import CallSession
 from ..tokens import Grant
-from ..upstream.client import GATEWAY_EVENT_PREFIX, UpstreamError
+from ..upstream.client import UpstreamError, gateway_event_id
 from .twilio_leg import TwilioLeg, as_int
 
 log = logging.getLogger("gateway.twilio")
@@ -245,13 +244,13 @@ def _dtmf_handler(call: CallSession, mode: str) -> Callable[[str], None]:
         if mode != "input" or call.upstream is None:
             return
         call.upstream.send({"type": "conversation.item.create",
-                            "event_id": new_id(GATEWAY_EVENT_PREFIX + "evt"),
+                            "event_id": gateway_event_id(),
                             "item": {"type": "message", "role": "user", "content": [
                                 {"type": "input_text",
                                  "text": f"The caller pressed {digit} on the keypad."}]}})
         if call.active_response is None:
             call.upstream.send({"type": "response.create",
-                                "event_id": new_id(GATEWAY_EVENT_PREFIX + "evt")})
+                                "event_id": gateway_event_id()})
 
     return on_digit
 

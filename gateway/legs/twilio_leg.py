@@ -17,7 +17,6 @@ import binascii
 import contextlib
 import json
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -97,7 +96,6 @@ class TwilioLeg:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._t0 = loop.time()
-        self.outbound_started_wall = time.time()
         self._play_end = self._t0  # when Twilio's buffer runs dry, as far as the gateway knows
         self._playing: str | None = None  # response id whose audio Twilio is playing
         self._clear_pending = False

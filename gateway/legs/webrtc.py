@@ -279,10 +279,6 @@ class WebRtcLeg:
     def audio_active(self) -> bool:
         return self.playout.active or self._last_played is not None
 
-    @property
-    def outbound_started_wall(self) -> float | None:
-        return self.track.started_at_wall
-
     async def close(self) -> None:
         if self._closed:
             return

@@ -45,6 +45,12 @@ FATAL_CODES = frozenset({"session_expired", "beta_api_shape_disabled", "invalid_
 GATEWAY_EVENT_PREFIX = "gw_"
 
 
+def gateway_event_id() -> str:
+    """The id of an event the gateway itself sends upstream: errors about it are never
+    forwarded to the client (see ``CallSession._up_error``)."""
+    return new_id(GATEWAY_EVENT_PREFIX + "evt")
+
+
 def realtime_url(base: str, model: str) -> str:
     parts = urlsplit(base)
     query = parts.query + ("&" if parts.query else "") + urlencode({"model": model})
@@ -153,7 +159,7 @@ class UpstreamConnection:
                 raise UpstreamError("upstream_protocol",
                                     "The upstream did not start with session.created.",
                                     retryable=False)
-            eid = new_id(GATEWAY_EVENT_PREFIX + "evt")
+            eid = gateway_event_id()
             self.send({"type": "session.update", "event_id": eid, "session": session})
             while True:
                 ev = await self.recv()
