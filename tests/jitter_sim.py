@@ -16,8 +16,12 @@ from aiortc.rtp import RtpPacket
 TOC = 0xFC  # CELT fullband 20 ms stereo, one frame (code 0)
 
 
-class Buffer(Protocol):
+class AiortcBuffer(Protocol):
     def add(self, packet: RtpPacket) -> tuple[bool, Any]: ...
+
+
+class GatewayBuffer(Protocol):
+    def push(self, packet: RtpPacket) -> list[RtpPacket | None]: ...
 
 
 @dataclass
@@ -29,18 +33,7 @@ class SimResult:
     times: list[float] = field(default_factory=list)  # arrival time of each released packet
 
 
-def frames_in(data: bytes) -> int:
-    if not data:
-        return 0
-    code = data[0] & 3
-    if code == 0:
-        return 1
-    if code in (1, 2):
-        return 2
-    return data[1] & 0x3F
-
-
-def simulate(buffer: Buffer, *, seconds: float, loss: float = 0.0, jitter_ms: float = 0.0,
+def simulate(buffer: AiortcBuffer | GatewayBuffer, *, seconds: float, loss: float = 0.0, jitter_ms: float = 0.0,
              base_ms: float = 30.0, seed: int = 1, first: int = 0) -> SimResult:
     rng = random.Random(seed)
     n = int(seconds * 50)
@@ -57,20 +50,16 @@ def simulate(buffer: Buffer, *, seconds: float, loss: float = 0.0, jitter_ms: fl
         p = RtpPacket(payload_type=111, sequence_number=(1000 + i) & 0xFFFF,
                       timestamp=(5000 + i * 960) & 0xFFFFFFFF, payload=bytes([TOC]) + b"x" * 60)
         p._data = p.payload  # type: ignore[attr-defined]  # Opus depayloads to itself
-        _, frame = buffer.add(p)
-        if frame is None:
-            continue
-        first = (frame.timestamp - 5000) // 960
-        count = frames_in(frame.data)
-        # The frames of a joined packet are consecutive packets that were all received.
-        k, released = first, 0
-        while released < count:
-            if k in arrival_of:
-                res.added_ms.append(t - arrival_of[k])
-                res.times.append(arrival_of[k])
-                released += 1
-            k += 1
-        res.released += count
+        if hasattr(buffer, "push"):  # the gateway's: packets released (None: declared lost)
+            stamps = [q.timestamp for q in buffer.push(p) if q is not None]
+        else:  # aiortc's: one frame for its decoder, or None
+            _, frame = buffer.add(p)
+            stamps = [frame.timestamp] if frame is not None else []
+        for ts in stamps:
+            k = (ts - 5000) // 960
+            res.added_ms.append(t - arrival_of[k])
+            res.times.append(arrival_of[k])
+            res.released += 1
     return res
 
 

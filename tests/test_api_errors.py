@@ -70,6 +70,13 @@ async def test_sdp_errors(gw: Gateway) -> None:
     assert "audio" in body["error"]["message"]
     status, body = await post_sdp(gw, b"\xff\xfe\x00", await gw.mint())
     assert status == 400
+    # A real offer whose audio codecs are all something else (G.711 only): refused by name.
+    pcmu_only = "\r\n".join(line for line in (await real_offer()).split("\r\n")
+                             if "opus" not in line.lower())
+    status, body = await post_sdp(gw, pcmu_only, await gw.mint())
+    assert status == 400
+    assert_error_shape(body, "invalid_sdp")
+    assert "Opus" in body["error"]["message"]
     assert len(gw.app[CALLS]) == 0
 
 

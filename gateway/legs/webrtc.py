@@ -9,12 +9,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import av
 import numpy as np
 import numpy.typing as npt
 from aiortc import (
@@ -22,23 +22,22 @@ from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
 
-from ..audio.conceal import Concealer
-from ..audio.formats import FRAME_SAMPLES
-from ..audio.resample import StereoTo24kMono
 from ..errors import ApiError
 from .base import LegSink
 from .ice import MediaNetwork, selected_pair
-from .jitter import AdaptiveJitterBuffer, install_jitter_buffer
+from .inbound import InboundOpus, install_inbound
 from .opus_out import VoiceOpusEncoder
 from .playout import Playout, QueuedFrame
 from .tracks import OutboundAudioTrack
 
 log = logging.getLogger("gateway.webrtc")
 
+OPUS_RTPMAP = re.compile(r"^a=rtpmap:\d+ opus/48000", re.IGNORECASE | re.MULTILINE)
 MAX_PENDING_EVENTS = 512
 SETUP_TIMEOUT_S = 15.0
 
@@ -51,6 +50,10 @@ def check_offer(sdp: str) -> None:
         raise ApiError(400, "invalid_sdp", "The body is not an SDP offer (it must start with v=0).")
     if "\nm=audio " not in sdp.replace("\r\n", "\n"):
         raise ApiError(400, "invalid_sdp", "The SDP offer has no audio section (m=audio).")
+    if not OPUS_RTPMAP.search(sdp):
+        raise ApiError(400, "invalid_sdp", "The SDP offer's audio does not offer Opus "
+                       "(a=rtpmap:<pt> opus/48000/2), the only codec this gateway speaks "
+                       "to WebRTC peers.")
 
 
 class WebRtcLeg:
@@ -77,7 +80,7 @@ class WebRtcLeg:
         self.pc = RTCPeerConnection(network.rtc_configuration() if network is not None
                                     else RTCConfiguration(iceServers=[]))
         self.playout = Playout(max_buffer_s)
-        self.jitter = AdaptiveJitterBuffer()
+        self.inbound = InboundOpus(self._on_caller_pcm)
         self._last_played: QueuedFrame | None = None
         self.track = OutboundAudioTrack(
             self.playout, self._on_frame,
@@ -104,9 +107,12 @@ class WebRtcLeg:
                            "Opus audio section).") from e
         if not any(t.kind == "audio" for t in self.pc.getTransceivers()):
             raise ApiError(400, "invalid_sdp", "The SDP offer has no usable audio section.")
+        opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs
+                if c.mimeType.lower() == "audio/opus"]
         for t in self.pc.getTransceivers():
             if t.kind == "audio":
-                install_jitter_buffer(t.receiver, self.jitter)
+                t.setCodecPreferences(opus)  # the inbound decoder and outbound packets are Opus
+                install_inbound(t.receiver, self.inbound)
         self.pc.addTrack(self.track)
         if self._network is not None:
             self._network.install(self.pc)  # before gathering: host ports inside the range
@@ -140,8 +146,9 @@ class WebRtcLeg:
     # -- inbound ------------------------------------------------------------------------
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        pump = self._pump_audio(track) if track.kind == "audio" else self._drain(track)
-        task = asyncio.create_task(pump, name=f"webrtc-{track.kind}-in")
+        if track.kind == "audio":
+            return  # decoded in the receiver's callback (InboundOpus): nothing reaches the track
+        task = asyncio.create_task(self._drain(track), name=f"webrtc-{track.kind}-in")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -151,32 +158,14 @@ class WebRtcLeg:
             while True:
                 await track.recv()
 
-    async def _pump_audio(self, track: MediaStreamTrack) -> None:
-        resampler = StereoTo24kMono()
-        concealer = Concealer(FRAME_SAMPLES)
-        expected_pts: int | None = None
-        try:
-            while True:
-                frame = await track.recv()
-                assert isinstance(frame, av.AudioFrame)
-                self._last_rtp = time.monotonic()
-                if not self._got_rtp:
-                    self._got_rtp = True
-                    if self._dead_timer is not None:  # from the setup allowance to the
-                        self._dead_timer.cancel()     # steady-state deadline
-                        self._arm_dead_timer()
-                channels = len(frame.layout.channels)
-                data: npt.NDArray[np.int16] = frame.to_ndarray().reshape(-1)  # type: ignore[assignment]
-                pts = frame.pts or 0
-                if expected_pts is not None and 0 < pts - expected_pts < 48_000:
-                    # Packets declared lost by the jitter buffer: conceal, keep time.
-                    self._sink.on_caller_audio(concealer.fill((pts - expected_pts) // 2))
-                expected_pts = pts + frame.samples
-                pcm = resampler.process(data, channels)
-                concealer.observe(pcm)
-                self._sink.on_caller_audio(pcm)
-        except MediaStreamError:
-            return
+    def _on_caller_pcm(self, pcm: npt.NDArray[np.int16]) -> None:
+        self._last_rtp = time.monotonic()
+        if not self._got_rtp:
+            self._got_rtp = True
+            if self._dead_timer is not None:  # from the setup allowance to the
+                self._dead_timer.cancel()     # steady-state deadline
+                self._arm_dead_timer()
+        self._sink.on_caller_audio(pcm)
 
     def _limit(self) -> float:
         # Before the first packet, ICE and DTLS are still setting up: allow them longer.
