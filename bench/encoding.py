@@ -19,13 +19,27 @@ import av
 import numpy as np
 from aiortc.codecs.opus import OpusEncoder
 
+from gateway.audio.opus import (
+    APPLICATION_AUDIO,
+    APPLICATION_RESTRICTED_LOWDELAY,
+    APPLICATION_VOIP,
+)
 from gateway.legs.opus_out import VoiceOpusEncoder
 from tests.audio_quality import align, log_spectral_distance, opus_round_trip, snr_db
 from tests.test_opus_quality import aiortc_round_trip
 
 SPEECH = Path(__file__).parent.parent / "tests" / "fixtures" / "speech" / "lookup_phone.wav"
 OUT = Path(__file__).parent / "results" / "encoding.json"
-SETTINGS = [(96_000, 5), (96_000, 3), (64_000, 3), (32_000, 5)]
+APPS = {"lowdelay": APPLICATION_RESTRICTED_LOWDELAY, "audio": APPLICATION_AUDIO,
+        "voip": APPLICATION_VOIP}
+#: (application, bit rate, complexity); the first is the gateway's default.
+SETTINGS = [("lowdelay", 96_000, 0), ("lowdelay", 96_000, 5), ("audio", 96_000, 0),
+            ("voip", 96_000, 5), ("voip", 96_000, 0), ("lowdelay", 64_000, 0),
+            ("voip", 64_000, 3), ("voip", 32_000, 5)]
+
+
+def label(app: str, br: int, cl: int) -> str:
+    return f"gateway {app} {br // 1000}k c{cl}"
 
 
 def speech() -> np.ndarray:
@@ -36,8 +50,8 @@ def speech() -> np.ndarray:
     return np.interp(t, np.arange(len(x)) / rate, x).astype(np.int16)
 
 
-def cpu_ours(frames: list[bytes | None], br: int, cl: int) -> float:
-    enc = VoiceOpusEncoder(bitrate=br, complexity=cl)
+def cpu_ours(frames: list[bytes | None], app: str, br: int, cl: int) -> float:
+    enc = VoiceOpusEncoder(bitrate=br, complexity=cl, application=APPS[app])
     t0 = time.process_time()
     for i, f in enumerate(frames * 4):
         enc.encode(f, i * 480)
@@ -65,14 +79,15 @@ def main() -> None:
     for _ in range(3):
         runs.setdefault("aiortc speech", []).append(cpu_aiortc(frames))
         runs.setdefault("aiortc silence", []).append(cpu_aiortc(silence))
-        for br, cl in SETTINGS:
-            runs.setdefault(f"gateway {br // 1000}k c{cl} speech", []).append(
-                cpu_ours(frames, br, cl))
-        runs.setdefault("gateway 96k c5 silence", []).append(cpu_ours(silence, 96_000, 5))
+        for app, br, cl in SETTINGS:
+            runs.setdefault(f"{label(app, br, cl)} speech", []).append(
+                cpu_ours(frames, app, br, cl))
+        runs.setdefault(f"{label(*SETTINGS[0])} silence", []).append(
+            cpu_ours(silence, *SETTINGS[0]))
     quality = {"aiortc": align(s, aiortc_round_trip(s))}
-    for br, cl in SETTINGS:
-        quality[f"gateway {br // 1000}k c{cl}"] = align(s, opus_round_trip(s, bitrate=br,
-                                                                           complexity=cl))
+    for app, br, cl in SETTINGS:
+        quality[label(app, br, cl)] = align(s, opus_round_trip(
+            s, bitrate=br, complexity=cl, application=APPS[app]))
     res = {"cpu_us_per_frame": {k: statistics.median(v) for k, v in runs.items()},
            "quality": {k: {"lsd_db": log_spectral_distance(*v), "snr_db": snr_db(*v)}
                        for k, v in quality.items()}}

@@ -172,7 +172,7 @@ class MediaConfig:
     #: Agent voice encoding (see BENCHMARKS.md, "Outbound encoding"): at 96 kbit/s libopus
     #: codes CELT-only, which measured both cheaper and closer to the source than lower rates.
     opus_bitrate: int = 96_000
-    opus_complexity: int = 5
+    opus_complexity: int = 0
     #: UDP ports WebRTC media may bind (one per call); 0/0 = any. See docs/networking.md.
     port_min: int = 0
     port_max: int = 0

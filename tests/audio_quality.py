@@ -6,14 +6,16 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from gateway.audio.opus import APPLICATION_RESTRICTED_LOWDELAY
 from gateway.legs.opus_out import VoiceOpusEncoder
 
 RATE = 24_000
 
 
-def opus_round_trip(pcm: npt.NDArray[np.int16], *, bitrate: int, complexity: int
+def opus_round_trip(pcm: npt.NDArray[np.int16], *, bitrate: int, complexity: int,
+                    application: int = APPLICATION_RESTRICTED_LOWDELAY
                     ) -> npt.NDArray[np.int16]:
-    enc = VoiceOpusEncoder(bitrate=bitrate, complexity=complexity)
+    enc = VoiceOpusEncoder(bitrate=bitrate, complexity=complexity, application=application)
     dec = av.CodecContext.create("libopus", "r")
     dec.sample_rate = 48_000
     dec.layout = "stereo"

@@ -33,8 +33,9 @@ class SimResult:
     times: list[float] = field(default_factory=list)  # arrival time of each released packet
 
 
-def simulate(buffer: AiortcBuffer | GatewayBuffer, *, seconds: float, loss: float = 0.0, jitter_ms: float = 0.0,
-             base_ms: float = 30.0, seed: int = 1, first: int = 0) -> SimResult:
+def simulate(buffer: AiortcBuffer | GatewayBuffer, *, seconds: float, loss: float = 0.0,
+             jitter_ms: float = 0.0, base_ms: float = 30.0, seed: int = 1,
+             first: int = 0) -> SimResult:
     rng = random.Random(seed)
     n = int(seconds * 50)
     arrivals: list[tuple[float, int]] = []

@@ -25,6 +25,10 @@ import numpy as np
 import numpy.typing as npt
 
 APPLICATION_VOIP = 2048
+APPLICATION_AUDIO = 2049
+#: CELT only, 2.5 ms of look-ahead instead of 6.5 ms: the agent's voice reaches the caller
+#: 4 ms sooner (and at the gateway's bitrate libopus would choose CELT anyway).
+APPLICATION_RESTRICTED_LOWDELAY = 2051
 SET_BITRATE = 4002
 SET_COMPLEXITY = 4010
 SET_INBAND_FEC = 4012
@@ -145,16 +149,17 @@ class OpusDecoder:
 
 
 class OpusEncoder:
-    """Encodes PCM16 frames (2.5-60 ms) at ``rate`` to Opus packets, VoIP application."""
+    """Encodes PCM16 frames (2.5-60 ms) at ``rate`` to Opus packets."""
 
     def __init__(self, rate: int = 24_000, channels: int = 1, *, bitrate: int = 96_000,
-                 complexity: int = 5) -> None:
+                 complexity: int = 0,
+                 application: int = APPLICATION_RESTRICTED_LOWDELAY) -> None:
         lib = _lib()
         err = ctypes.c_int()
         self._lib = lib
         self.rate = rate
         self.channels = channels
-        self._st = ctypes.c_void_p(lib.opus_encoder_create(rate, channels, APPLICATION_VOIP,
+        self._st = ctypes.c_void_p(lib.opus_encoder_create(rate, channels, application,
                                                            ctypes.byref(err)))
         _check(err.value, "opus_encoder_create")
         self._ctl(SET_BITRATE, bitrate)

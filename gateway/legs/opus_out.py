@@ -3,11 +3,12 @@
 aiortc encodes every outbound frame in its thread pool, after resampling it to 48 kHz
 stereo, at 96 kbit/s with libopus' highest complexity. For one mono voice that is waste
 (measured in BENCHMARKS.md, "Outbound encoding"): this encoder takes the internal 24 kHz
-mono frames as they are (libopus codes 24 kHz natively: no resampling), at a lower
-complexity, with libopus called directly (:mod:`gateway.audio.opus`) on the event loop
-(about 60 µs a frame, cheaper than the thread hop alone), and sends one cached packet for
-digital silence, which is what an agent track carries most of the time. aiortc's sender
-packetizes ``av.Packet`` objects without re-encoding.
+mono frames as they are (libopus codes 24 kHz natively: no resampling), CELT-only with
+2.5 ms look-ahead, at the lowest complexity (which measured as close to the source as the
+higher ones at this bitrate), with libopus called directly (:mod:`gateway.audio.opus`) on
+the event loop (about 70 µs a frame of speech, cheaper than the thread hop alone), and
+sends one cached packet for digital silence, which is what an agent track carries most of
+the time. aiortc's sender packetizes ``av.Packet`` objects without re-encoding.
 
 Pure and synchronous: no asyncio here.
 """
@@ -20,7 +21,7 @@ from typing import Any
 import av
 
 from ..audio.formats import FRAME_SAMPLES, SAMPLE_RATE
-from ..audio.opus import OpusEncoder
+from ..audio.opus import APPLICATION_RESTRICTED_LOWDELAY, OpusEncoder
 
 TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 #: After this many silent frames the encoder's state has decayed to silence too, so the
@@ -30,21 +31,27 @@ SILENCE = bytes(FRAME_SAMPLES * 2)
 
 
 class VoiceOpusEncoder:
-    def __init__(self, *, bitrate: int = 96_000, complexity: int = 5) -> None:
+    def __init__(self, *, bitrate: int = 96_000, complexity: int = 0,
+                 application: int = APPLICATION_RESTRICTED_LOWDELAY) -> None:
         self.bitrate = bitrate
         self.complexity = complexity
-        self._enc = OpusEncoder(SAMPLE_RATE, 1, bitrate=bitrate, complexity=complexity)
+        self.application = application
+        self._enc = self._new()
         self._silent_run = 0
         self._silence_packet = self._make_silence_packet()
         self.encoded = 0
         self.cached = 0
 
     def _make_silence_packet(self) -> bytes:
-        enc = OpusEncoder(SAMPLE_RATE, 1, bitrate=self.bitrate, complexity=self.complexity)
+        enc = self._new()
         data = b""
         for _ in range(10):  # past the encoder's start-up: a steady-state silent packet
             data = enc.encode(SILENCE)
         return data
+
+    def _new(self) -> OpusEncoder:
+        return OpusEncoder(SAMPLE_RATE, 1, bitrate=self.bitrate, complexity=self.complexity,
+                           application=self.application)
 
     def encode(self, pcm: bytes | None, pts: int) -> av.Packet[Any]:
         """One 20 ms packet for ``pcm`` (None: silence) with RTP time ``pts`` (24 kHz)."""
