@@ -324,15 +324,17 @@ def snapshot_gateway(logdir: Path) -> dict[str, Any]:
             "gateway_sha256": digest.hexdigest()[:16]}
 
 
-def server_command(server: str, port: int, upstream: str, extra_env: dict[str, str]
+def server_command(server: str, port: int, upstream: str, extra_env: dict[str, str],
+                   variants: dict[str, dict[str, str]] | None = None
                    ) -> tuple[list[str], dict[str, str], str]:
     env = dict(os.environ, PYTHONPATH=pythonpath())
-    if server == "gateway":
+    if server == "gateway" or server in (variants or {}):
         env.update({"GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port),
                     "GATEWAY_API_KEYS": API_KEY, "GATEWAY_TOKEN_SECRET": "bench-secret",
                     "GATEWAY_UPSTREAM_URL": upstream, "OPENAI_API_KEY": "x",
                     "GATEWAY_SERVER_MAX_CALLS": "200"})
         env.update(extra_env)
+        env.update((variants or {}).get(server, {}))
         return [sys.executable, "-m", "gateway", "serve"], env, "/healthz"
     return ([sys.executable, "-m", "bench.naive_relay", "--port", str(port), "--upstream",
              upstream], env, "/metrics")
@@ -360,7 +362,8 @@ def run_one(server: str, n: int, args: argparse.Namespace, logdir: Path, tag: st
     waited, busy_before = wait_quiet(args.wait_quiet) if args.wait_quiet > 0 else (0.0, -1.0)
     up_port, port = free_port(), free_port()
     upstream = f"ws://127.0.0.1:{up_port}/v1/realtime"
-    cmd, server_env, ready = server_command(server, port, upstream, args.extra_env)
+    cmd, server_env, ready = server_command(server, port, upstream, args.extra_env,
+                                            args.variants)
     log = open(logdir / f"{tag}.log", "wb")  # noqa: SIM115 (closed in finally)
     started: list[subprocess.Popen[Any]] = []
     procs: Procs | None = None
@@ -595,7 +598,7 @@ def _median(xs: list[float | None]) -> float | None:
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     keys = sorted({(r["calls"], r["server"]) for r in runs},
-                  key=lambda k: (k[0], SERVERS.index(k[1])))
+                  key=lambda k: (k[0], k[1] == "naive", k[1] != "gateway", k[1]))
     for n, server in keys:
         mine = [r for r in runs if r["calls"] == n and r["server"] == server]
         row: dict[str, Any] = {"server": server, "calls": n, "repeats": len(mine)}
@@ -687,6 +690,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "which saves the shared machine ~0.01 core per call)")
     p.add_argument("--gateway-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the gateway (e.g. to measure a setting)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                   help="a gateway with other settings, run as server NAME in the same bench "
+                        "(e.g. --variant asyncio:GATEWAY_SERVER_EVENT_LOOP=asyncio --servers "
+                        "gateway,asyncio,naive): a setting's effect measured within one run")
     p.add_argument("--wait-quiet", type=float, default=None, metavar="S",
                    help="before each run, wait up to S seconds for the machine to be nearly "
                         "idle (a shared host); 0: don't wait (default 60, quick 0: the "
@@ -708,9 +715,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.wait_quiet = 0.0 if args.quick else 60.0
     args.ns = [int(x) for x in args.calls.split(",") if x.strip()]
     args.server_list = [s for s in args.servers.split(",") if s]
+    args.variants = {}
+    for spec in args.variant:  # NAME:KEY=VALUE[,KEY=VALUE...]: the gateway with other settings
+        name, _, kvs = spec.partition(":")
+        args.variants[name] = dict(kv.split("=", 1) for kv in kvs.split(",") if kv)
     for s in args.server_list:
-        if s not in SERVERS:
-            p.error(f"unknown server {s!r} (known: {', '.join(SERVERS)})")
+        if s not in SERVERS and s not in args.variants:
+            p.error(f"unknown server {s!r} (known: {', '.join(SERVERS)} and --variant names)")
     args.extra_env = dict(kv.split("=", 1) for kv in args.gateway_env)
     args.out = args.out or RESULTS / ("calls-quick.json" if args.quick else "calls.json")
     return args
@@ -755,6 +766,7 @@ def main(argv: list[str] | None = None) -> int:
             "calls": args.ns, "seconds": args.seconds, "settle": args.settle,
             "repeat": args.repeat, "servers": args.server_list,
             "calls_per_client": args.calls_per_client, "gateway_env": args.extra_env,
+            "variants": args.variants,
             "encode_live": args.encode_live, "wait_quiet": args.wait_quiet,
             "profile": args.profile},
         "summary": rows, "runs": runs, "failures": failures,

@@ -10,7 +10,8 @@ import os
 import subprocess
 import sys
 import threading
-from typing import IO
+from collections.abc import Coroutine
+from typing import IO, Any
 
 from . import config as config_mod
 from .logs import setup_logging
@@ -38,12 +39,22 @@ def _serve(args: argparse.Namespace) -> int:
         app = make_app(cfg)
         log.info("demo page %s", f"on at http://{cfg.server.host}:{cfg.server.port}/"
                  if cfg.server.demo_enabled else "off")
-        return asyncio.run(serve(app, cfg))
+        return run_loop(serve(app, cfg), cfg.server.event_loop)
     finally:
         if engine is not None:
             engine.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 engine.wait(5)
+
+
+def run_loop(main: Coroutine[Any, Any, int], kind: str) -> int:
+    """Run ``main`` on the configured event loop implementation."""
+    if kind == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(main)
+    return asyncio.run(main)
 
 
 def _start_local_engine(port: int) -> tuple[subprocess.Popen[str], str]:

@@ -132,6 +132,13 @@ class ServerConfig:
     demo_db: str = ""
     #: How other instances reach this one (forwarded requests); default http://<host>:<port>.
     internal_url: str = ""
+    #: "uvloop" (libuv; measured cheaper per call, BENCHMARKS.md "Calls") or "asyncio".
+    event_loop: str = "uvloop"
+
+    def __post_init__(self) -> None:
+        if self.event_loop not in ("uvloop", "asyncio"):
+            raise ValueError(f"server.event_loop: expected 'uvloop' or 'asyncio', "
+                             f"got {self.event_loop!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .hotmetrics import HotCounter, HotHistogram
+
 # Voice-scale buckets: 5 ms to 10 s.
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
                    1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -62,23 +64,24 @@ class Metrics:
             "gateway_upstream_time_to_first_audio_seconds",
             "response.created -> first response.output_audio.delta from upstream",
             buckets=LATENCY_BUCKETS, registry=r)
-        self.frame_seconds = Histogram(
+        # Observed every frame of every call: see gateway/hotmetrics.py.
+        self.frame_seconds = HotHistogram(
             "gateway_frame_processing_seconds",
             "Time the gateway spends on one 20 ms frame (wall clock, on the event loop)",
             ["direction"], buckets=FRAME_BUCKETS, registry=r)
         self.loop_lag = Histogram(
             "gateway_event_loop_lag_seconds", "How late the event loop runs a timer",
             buckets=LAG_BUCKETS, registry=r)
-        self.audio_level = Histogram(
+        self.audio_level = HotHistogram(
             "gateway_audio_level_dbfs", "RMS level of 20 ms frames", ["direction"],
             buckets=DBFS_BUCKETS, registry=r)
-        self.audio_peak = Histogram(
+        self.audio_peak = HotHistogram(
             "gateway_audio_peak_dbfs", "Peak level of 20 ms frames", ["direction"],
             buckets=DBFS_BUCKETS, registry=r)
-        self.clipped_samples = Counter(
+        self.clipped_samples = HotCounter(
             "gateway_audio_clipped_samples_total", "Samples at full scale", ["direction"],
             registry=r)
-        self.audio_seconds = Counter(
+        self.audio_seconds = HotCounter(
             "gateway_audio_seconds_total", "Audio carried (cost)", ["direction"], registry=r)
         self.interruptions = Counter(
             "gateway_interruptions_total", "Agent speech cut off by the caller", ["transport"],
@@ -117,7 +120,7 @@ class Metrics:
             "gateway_webrtc_candidate_pairs", "ICE candidate pair selected by connected WebRTC "
             "peers, by candidate type (host, srflx, prflx, relay)",
             ["local_type", "remote_type"], registry=r)
-        self.outbound_frames = Counter(
+        self.outbound_frames = HotCounter(
             "gateway_outbound_frames_total", "Frames sent to callers", ["kind"], registry=r)
         self.recording_bytes = Counter(
             "gateway_recording_bytes_total", "Bytes written to recordings", registry=r)

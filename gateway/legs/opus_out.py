@@ -23,7 +23,10 @@ import av
 from ..audio.formats import FRAME_SAMPLES, SAMPLE_RATE
 from ..audio.opus import APPLICATION_RESTRICTED_LOWDELAY, OpusEncoder
 
-TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
+#: Opus' RTP clock. Packets carry it so aiortc's packetizer keeps ``pts`` as it is
+#: instead of rescaling it with Fraction arithmetic on every packet.
+RTP_RATE = 48_000
+TIME_BASE = fractions.Fraction(1, RTP_RATE)
 #: After this many silent frames the encoder's state has decayed to silence too, so the
 #: cached silent packet can stand in for it without a click when speech resumes.
 SILENT_FRAMES_BEFORE_CACHE = 5
@@ -69,6 +72,6 @@ class VoiceOpusEncoder:
     @staticmethod
     def _packet(data: bytes, pts: int) -> av.Packet[Any]:
         packet = av.Packet(data)
-        packet.pts = pts
+        packet.pts = pts * (RTP_RATE // SAMPLE_RATE)
         packet.time_base = TIME_BASE
         return packet

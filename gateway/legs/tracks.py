@@ -9,7 +9,6 @@ with ``pts``/``time_base`` set: the RTP timestamp advances 960 ticks (48 kHz) pe
 from __future__ import annotations
 
 import asyncio
-import fractions
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,12 +17,9 @@ import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from ..audio.formats import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
+from ..audio.formats import FRAME_MS, FRAME_SAMPLES
 from .opus_out import VoiceOpusEncoder
 from .playout import Playout, QueuedFrame
-
-TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
-
 
 #: Called for every frame sent: (frame or None for silence, offset of the frame in ms
 #: since the track started).
