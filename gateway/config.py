@@ -211,6 +211,9 @@ class RecordingConfig:
     s3_keep_local: bool = False
     s3_max_attempts: int = 5
     s3_backoff_s: float = 1.0
+    #: Files larger than this go up in parts of ``s3_part_size_mib`` (S3's minimum: 5).
+    s3_multipart_threshold_mib: float = 64.0
+    s3_part_size_mib: float = 16.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,63 +6,42 @@ import asyncio
 import base64
 import hashlib
 import json
-import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from aiobotocore.session import get_session
+from aiohttp import web
 from moto.server import ThreadedMotoServer
 
 from gateway import config as config_mod
 from gateway.appkeys import METRICS, S3_UPLOADER
+from gateway.recording import manifest
 from gateway.recording.s3 import S3Uploader
+from tests import s3_fixtures
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import ADMIN, Gateway, running_gateway
 from tests.peers import ClientPeer, PcmSourceTrack, from_pcm
+from tests.s3_fixtures import fault_proxy, free_port, moto_server, s3_client, set_credentials
 from tests.waiting import until
 
 BUCKET = "gw-recordings"
-KEY_ENV, SECRET_ENV = "TEST_S3_KEY_ID", "TEST_S3_SECRET"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_ENV, "testing-key")
-    monkeypatch.setenv(SECRET_ENV, "testing-secret")
+    set_credentials(monkeypatch)
 
 
 @pytest.fixture
 def moto_url(s3_env: None) -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-def s3_client(url: str):  # type: ignore[no-untyped-def]
-    return get_session().create_client(
-        "s3", endpoint_url=url, region_name="us-east-1",
-        aws_access_key_id="testing-key", aws_secret_access_key="testing-secret")
+    with moto_server() as url:
+        yield url
 
 
 def gw_env(url: str, **extra: str) -> dict[str, str]:
-    return {"GATEWAY_RECORDING_S3_ENDPOINT_URL": url, "GATEWAY_RECORDING_S3_BUCKET": BUCKET,
-            "GATEWAY_RECORDING_S3_PREFIX": "calls", "GATEWAY_RECORDING_S3_REGION": "us-east-1",
-            "GATEWAY_RECORDING_S3_ACCESS_KEY_ENV": KEY_ENV,
-            "GATEWAY_RECORDING_S3_SECRET_KEY_ENV": SECRET_ENV,
-            "GATEWAY_RECORDING_S3_MAX_ATTEMPTS": "2", "GATEWAY_RECORDING_S3_BACKOFF_S": "0.05",
-            **extra}
+    return s3_fixtures.gw_env(url, BUCKET, **extra)
 
 
 def tone(seconds: float) -> np.ndarray:
@@ -192,3 +171,218 @@ async def test_upload_retried_until_storage_returns(s3_env: None, tmp_path: Path
     finally:
         await uploader.stop()
         server.stop()
+
+
+# -- multipart upload ----------------------------------------------------------------------
+
+MIB = 1 << 20
+BIG = 12 * MIB + 1234  # three parts of 5 MiB, 5 MiB and 2 MiB + 1234 bytes
+
+
+def finished_call(root: Path, call_id: str, audio_bytes: int) -> Path:
+    """A finalized call directory whose audio is ``audio_bytes`` of noise."""
+    d = root / "2025" / "01" / "31" / call_id
+    d.mkdir(parents=True)
+    (d / "audio.wav").write_bytes(np.random.default_rng(7).bytes(audio_bytes))
+    (d / "transcript.jsonl").write_text('{"kind":"utterance","text":"hi"}\n')
+    meta = {"call_id": call_id, "files": manifest.file_digests(d)}
+    (d / "metadata.json").write_text(json.dumps(meta))
+    return d
+
+
+def multipart_cfg(url: str, attempts: int = 3) -> config_mod.RecordingConfig:
+    return config_mod.load(None, gw_env(
+        url, GATEWAY_RECORDING_S3_MULTIPART_THRESHOLD_MIB="6",
+        GATEWAY_RECORDING_S3_PART_SIZE_MIB="5",
+        GATEWAY_RECORDING_S3_MAX_ATTEMPTS=str(attempts))).recording
+
+
+async def stored(url: str, key: str) -> tuple[bytes, dict[str, object]]:
+    async with s3_client(url) as s3:
+        head = await s3.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
+        got = await s3.get_object(Bucket=BUCKET, Key=key)
+        async with got["Body"] as body:
+            return await body.read(), head
+
+
+async def open_uploads(url: str) -> list[object]:
+    async with s3_client(url) as s3:
+        return list((await s3.list_multipart_uploads(Bucket=BUCKET)).get("Uploads", []))
+
+
+AUDIO_KEY = "calls/2025/01/31/{}/audio.wav"
+
+
+def test_part_size_respects_s3_limits() -> None:
+    from gateway.recording.s3_multipart import MIN_PART, part_size
+    assert part_size(12 * MIB, 5) == MIN_PART
+    assert part_size(12 * MIB, 1) == MIN_PART  # never below S3's minimum
+    assert part_size(200 * MIB, 16) == 16 * MIB
+    huge = 400 * 1024 * MIB
+    assert -(-huge // part_size(huge, 16)) <= 10_000  # at most 10 000 parts
+
+
+async def test_large_file_goes_up_in_parts_and_is_verified(moto_url: str,
+                                                           tmp_path: Path) -> None:
+    async with s3_client(moto_url) as s3:
+        await s3.create_bucket(Bucket=BUCKET)
+    d = finished_call(tmp_path, "rtc_big1", BIG)
+    files = json.loads((d / "metadata.json").read_text())["files"]
+    async with fault_proxy(moto_url) as (proxy, url):
+        uploader = S3Uploader(multipart_cfg(url), tmp_path)
+        await uploader.start()
+        try:
+            t0 = time.perf_counter()
+            assert await uploader.upload_call(d)
+            elapsed = time.perf_counter() - t0
+        finally:
+            await uploader.stop()
+    print(f"multipart upload of {BIG / MIB:.1f} MiB through the proxy: {elapsed:.2f} s")
+    assert len(proxy.calls("POST", "uploads")) == 1
+    assert sorted(int(q["partNumber"]) for q in proxy.calls("PUT", "partNumber")) == [1, 2, 3]
+    assert len(proxy.calls("POST", "uploadId")) == 1 and not proxy.calls("DELETE", "uploadId")
+    # The small files went up in one PUT each; the local copy went after the checks.
+    single = [p for m, p, q in proxy.requests if m == "PUT" and "partNumber" not in q]
+    assert any(p.endswith("/rtc_big1/transcript.jsonl") for p in single)
+    assert not any(p.endswith("/rtc_big1/audio.wav") for p in single)
+    assert not d.exists()
+    data, head = await stored(moto_url, AUDIO_KEY.format("rtc_big1"))
+    assert len(data) == BIG == head["ContentLength"]
+    assert hashlib.sha256(data).hexdigest() == files["audio.wav"]["sha256"]
+    # Composite checksum and ETag of the 3 parts, as S3 defines them
+    parts = [data[i:i + 5 * MIB] for i in range(0, BIG, 5 * MIB)]
+    composite = base64.b64encode(hashlib.sha256(
+        b"".join(hashlib.sha256(p).digest() for p in parts)).digest()).decode()
+    assert str(head["ChecksumSHA256"]).partition("-")[0] == composite
+    assert head["ETag"] == '"' + hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)
+                                             ).hexdigest() + '-3"'
+    assert await open_uploads(moto_url) == []
+
+
+async def test_transient_part_error_is_retried_in_place(moto_url: str,
+                                                        tmp_path: Path) -> None:
+    """One 500 on a part: the S3 client's own single retry sends the part again within the
+    same upload; nothing is aborted."""
+    async with s3_client(moto_url) as s3:
+        await s3.create_bucket(Bucket=BUCKET)
+    d = finished_call(tmp_path, "rtc_big2", BIG)
+    files = json.loads((d / "metadata.json").read_text())["files"]
+    part2: list[str] = []
+
+    def fail(request: web.Request) -> bool:  # the first part 2 request only
+        if request.method == "PUT" and request.query.get("partNumber") == "2":
+            part2.append(request.query["uploadId"])
+            return len(part2) == 1
+        return False
+
+    async with fault_proxy(moto_url) as (proxy, url):
+        proxy.fail = fail
+        uploader = S3Uploader(multipart_cfg(url), tmp_path)
+        await uploader.start()
+        try:
+            assert await uploader.upload_call(d)
+        finally:
+            await uploader.stop()
+    assert proxy.failed == 1 and len(part2) == 2 and part2[0] == part2[1]
+    assert len(proxy.calls("POST", "uploads")) == 1 and not proxy.calls("DELETE", "uploadId")
+    data, _head = await stored(moto_url, AUDIO_KEY.format("rtc_big2"))
+    assert hashlib.sha256(data).hexdigest() == files["audio.wav"]["sha256"]
+    assert not d.exists()
+
+
+async def test_failing_part_aborts_the_upload_and_a_new_upload_succeeds(
+        moto_url: str, tmp_path: Path) -> None:
+    """Part 2 of the first upload fails on every try: that upload is aborted (no orphan
+    parts), and the retry, after the backoff, starts a new upload that succeeds."""
+    async with s3_client(moto_url) as s3:
+        await s3.create_bucket(Bucket=BUCKET)
+    d = finished_call(tmp_path, "rtc_big5", BIG)
+    files = json.loads((d / "metadata.json").read_text())["files"]
+    doomed: list[str] = []
+
+    def fail(request: web.Request) -> bool:
+        if request.method == "PUT" and request.query.get("partNumber") == "2":
+            doomed[:] = doomed or [request.query["uploadId"]]
+            return request.query["uploadId"] == doomed[0]
+        return False
+
+    async with fault_proxy(moto_url) as (proxy, url):
+        proxy.fail = fail
+        errors: list[int] = []
+        uploader = S3Uploader(multipart_cfg(url), tmp_path, on_error=lambda: errors.append(1))
+        await uploader.start()
+        try:
+            assert await uploader.upload_call(d)
+        finally:
+            await uploader.stop()
+    assert proxy.failed == 2 and not errors  # the part and the client's one retry of it
+    assert [q["uploadId"] for q in proxy.calls("DELETE", "uploadId")] == doomed
+    assert len(proxy.calls("POST", "uploads")) == 2
+    completed = [q["uploadId"] for q in proxy.calls("POST", "uploadId")]
+    assert len(completed) == 1 and completed != doomed
+    # part 3 of the aborted upload was never sent
+    assert [q["uploadId"] for q in proxy.calls("PUT", "partNumber")
+            if q["partNumber"] == "3"] == completed
+    assert await open_uploads(moto_url) == []  # no orphan parts
+    data, _head = await stored(moto_url, AUDIO_KEY.format("rtc_big5"))
+    assert hashlib.sha256(data).hexdigest() == files["audio.wav"]["sha256"]
+    assert not d.exists()
+
+
+async def test_part_corrupted_in_transit_is_caught_and_reuploaded(moto_url: str,
+                                                                  tmp_path: Path) -> None:
+    """moto, unlike S3, stores a part whose bytes do not match its checksum header: the
+    part's ETag (its MD5) gives it away, the upload is aborted and done again."""
+    async with s3_client(moto_url) as s3:
+        await s3.create_bucket(Bucket=BUCKET)
+    d = finished_call(tmp_path, "rtc_big3", BIG)
+    files = json.loads((d / "metadata.json").read_text())["files"]
+    seen: list[int] = []
+
+    def corrupt(request: web.Request) -> bool:
+        if request.method == "PUT" and request.query.get("partNumber") == "3":
+            seen.append(1)
+            return len(seen) == 1
+        return False
+
+    async with fault_proxy(moto_url) as (proxy, url):
+        proxy.corrupt = corrupt
+        uploader = S3Uploader(multipart_cfg(url), tmp_path)
+        await uploader.start()
+        try:
+            assert await uploader.upload_call(d)
+        finally:
+            await uploader.stop()
+    assert proxy.corrupted == 1
+    assert len(proxy.calls("DELETE", "uploadId")) == 1
+    assert len(proxy.calls("POST", "uploads")) == 2
+    assert len(proxy.calls("POST", "uploadId")) == 1  # only the intact upload completed
+    assert await open_uploads(moto_url) == []
+    data, _head = await stored(moto_url, AUDIO_KEY.format("rtc_big3"))
+    assert hashlib.sha256(data).hexdigest() == files["audio.wav"]["sha256"]
+    assert not d.exists()
+
+
+async def test_part_failing_every_time_keeps_local_copy_and_no_parts(moto_url: str,
+                                                                     tmp_path: Path) -> None:
+    async with s3_client(moto_url) as s3:
+        await s3.create_bucket(Bucket=BUCKET)
+    d = finished_call(tmp_path, "rtc_big4", BIG)
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    async with fault_proxy(moto_url) as (proxy, url):
+        proxy.fail = lambda r: r.method == "PUT" and r.query.get("partNumber") == "2"
+        errors: list[int] = []
+        uploader = S3Uploader(multipart_cfg(url, attempts=2), tmp_path,
+                              on_error=lambda: errors.append(1))
+        await uploader.start()
+        try:
+            assert not await uploader.upload_call(d)
+        finally:
+            await uploader.stop()
+    assert errors == [1] and uploader.failed == 1
+    assert len(proxy.calls("DELETE", "uploadId")) == 2  # each attempt aborted its upload
+    assert await open_uploads(moto_url) == []
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before  # untouched
+    async with s3_client(moto_url) as s3:
+        listed = await s3.list_objects_v2(Bucket=BUCKET, Prefix="calls/")
+    assert "Contents" not in listed  # nothing of the call is in the bucket

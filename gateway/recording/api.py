@@ -1,5 +1,9 @@
 """``/admin/recordings``: list, metadata, audio (HTTP Range), transcript, delete.
 
+With S3 storage configured the list merges the local calls (not uploaded yet) with the
+bucket's (``s3_list.py``), and a call's metadata, audio and transcript are read from S3 once
+the local copy is gone.
+
 Behind ``Authorization: Bearer <admin token>`` (compared in constant time). With no admin
 token configured every route answers 503, so recordings are never served unauthenticated by
 mistake. Errors are OpenAI-shaped (``gateway.errors.ApiError``). File I/O runs in threads;
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[impor
 
 from ..errors import ApiError, bad_request
 from .layout import AUDIO_OPUS, AUDIO_WAV, TRANSCRIPT, iso_utc, parse_time
+from .s3_list import S3Listing, list_merged
 from .store import (
     InvalidCallId,
     InvalidQuery,
@@ -122,9 +128,17 @@ async def _list(request: web.Request) -> web.StreamResponse:
         limit = int(q.get("limit", "100"))
     except ValueError as exc:
         raise bad_request("invalid_query", "limit must be an integer", "limit") from exc
-    page = await _call(_store(request).list_recordings, start=times["from"], end=times["to"],
-                       caller=q.get("caller") or None, agent=q.get("agent") or None,
-                       limit=limit, cursor=q.get("cursor") or None)
+    filters: dict[str, Any] = {
+        "start": times["from"], "end": times["to"], "caller": q.get("caller") or None,
+        "agent": q.get("agent") or None, "limit": limit, "cursor": q.get("cursor") or None}
+    s3 = _s3(request)
+    if s3 is None:
+        page = await _call(_store(request).list_recordings, **filters)
+    else:  # local calls not uploaded yet + the bucket's, as one list
+        try:
+            page = await _from_s3(list_merged(_store(request), S3Listing(s3), **filters))
+        except InvalidQuery as exc:
+            raise bad_request("invalid_query", str(exc), exc.param) from exc
     data = [_public(m) for m in page.data]
     return web.json_response({
         "object": "list", "data": data,
@@ -219,14 +233,35 @@ async def _transcript(request: web.Request) -> web.StreamResponse:
     store = _store(request)
     want_json = (request.query.get("format") == "json"
                  or "application/json" in request.headers.get("Accept", ""))
-    if want_json:
-        lines = await _call(store.transcript, call_id)
+    headers = {"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"}
+    try:
+        if want_json:
+            lines = await _call(store.transcript, call_id)
+        else:
+            path = await _call(store.file, call_id, TRANSCRIPT)
+    except ApiError as err:
+        s3 = _s3(request)
+        if err.status != 404 or s3 is None:
+            raise
         _access(request, call_id, TRANSCRIPT)
+        if not want_json:
+            resp = await _audio_from_s3(request, s3, call_id, TRANSCRIPT, headers)
+            if resp is None:
+                raise
+            return resp
+        obj = await _from_s3(s3.open_audio(call_id, TRANSCRIPT))
+        if obj is None:
+            raise
+        try:
+            raw = b"".join([chunk async for chunk in obj.chunks()])
+        finally:
+            obj.close()
+        lines = [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
         return web.json_response({"object": "list", "data": lines})
-    path = await _call(store.file, call_id, TRANSCRIPT)
     _access(request, call_id, TRANSCRIPT)
-    return web.FileResponse(path, headers={"Content-Type": "application/x-ndjson",
-                                           "Cache-Control": "no-store"})
+    if want_json:
+        return web.json_response({"object": "list", "data": lines})
+    return web.FileResponse(path, headers=headers)
 
 
 def _access(request: web.Request, call_id: str, name: str) -> None:

@@ -1,11 +1,14 @@
-"""Optional S3-compatible storage for finished recordings (aiobotocore).
+"""Optional S3-compatible storage for finished recordings (aiobotocore): the uploader.
 
 A finished call directory ``<root>/YYYY/MM/DD/<call_id>/`` is uploaded to
-``s3://<bucket>/<prefix>/YYYY/MM/DD/<call_id>/<file>``. Each object is sent with its
-``ChecksumSHA256`` (the store verifies it), the answer's checksum or ETag (MD5, single part) is
-compared, then the object is HEAD-ed and its size checked. Only when every object is confirmed
-is the local directory removed (unless ``s3_keep_local``). A small pointer object
-``<prefix>/index/<call_id>`` names the day, so a call can be found by id alone.
+``s3://<bucket>/<prefix>/YYYY/MM/DD/<call_id>/<file>``. A file up to
+``s3_multipart_threshold_mib`` goes up in one PUT with its ``ChecksumSHA256`` (the store
+verifies it) and the answer's checksum or ETag (MD5) is compared; a larger one goes up in
+parts (``s3_multipart.py``), checked part by part and as a whole, aborted on failure. Then
+every object is HEAD-ed and its size and checksum checked. Only when every object is
+confirmed is the local directory removed (unless ``s3_keep_local``). A small pointer object
+``<prefix>/index/<call_id>`` names the day, so a call can be found by id alone. Reading is
+``s3_read.py`` (which this class extends) and ``s3_list.py``.
 
 One background task (``start``/``stop``) drains a bounded queue of directories. Credentials
 come from the environment variables the config names; they are never logged.
@@ -17,48 +20,27 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import json
 import logging
-import os
 import shutil
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
-from aiobotocore.session import get_session  # type: ignore[import-untyped]
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-from .layout import AUDIO_WAV, MARKER, METADATA, iter_day_dirs, valid_call_id
+from .layout import MARKER, METADATA, iter_day_dirs
+from .s3_multipart import MIB, UploadError, part_size, upload_multipart
+from .s3_read import S3Object, S3Reader
 
 if TYPE_CHECKING:
     from ..config import RecordingConfig
+
+__all__ = ["UPLOADED", "S3Object", "S3Reader", "S3Uploader", "UploadError"]
 
 log = logging.getLogger("gateway.recording.s3")
 
 #: Left in a kept local directory (``s3_keep_local``) once it is uploaded.
 UPLOADED = ".uploaded"
-
-
-class UploadError(Exception):
-    """An object was not confirmed (checksum or size mismatch)."""
-
-
-@dataclass
-class S3Object:
-    """An open object: stream its body with ``chunks()``, then ``close()``."""
-
-    status: int
-    headers: dict[str, str]
-    _body: Any
-
-    async def chunks(self, size: int = 1 << 16) -> AsyncIterator[bytes]:
-        while chunk := await self._body.read(size):
-            yield chunk
-
-    def close(self) -> None:
-        self._body.close()
 
 
 def _digests(path: Path) -> tuple[bytes, str, str]:
@@ -68,39 +50,37 @@ def _digests(path: Path) -> tuple[bytes, str, str]:
             hashlib.md5(data, usedforsecurity=False).hexdigest())
 
 
-class S3Uploader:
+def _bare(checksum: str) -> str:
+    """A composite checksum without its ``-<parts>`` (some stores leave it out on HEAD)."""
+    return checksum.partition("-")[0]
+
+
+def _why(exc: BaseException) -> str:
+    """The failure in a log line: our own checks say which object; the client's errors only
+    their type and code (never a message that might echo a request)."""
+    if isinstance(exc, UploadError):
+        return f"UploadError: {exc}"
+    if isinstance(exc, ClientError):
+        return f"{exc.operation_name}: {exc.response.get('Error', {}).get('Code', '?')}"
+    return type(exc).__name__
+
+
+class S3Uploader(S3Reader):
     def __init__(self, cfg: RecordingConfig, root: Path, *,
                  on_error: Callable[[], None] | None = None,
                  env: Mapping[str, str] | None = None, queue_size: int = 256) -> None:
-        self.cfg = cfg
+        super().__init__(cfg, env=env)
         self.root = root
-        self.bucket = cfg.s3_bucket
-        self.prefix = cfg.s3_prefix.strip("/")
         self._on_error = on_error
-        env = os.environ if env is None else env
-        self._key_id = env.get(cfg.s3_access_key_env) or None
-        self._secret = env.get(cfg.s3_secret_key_env) or None
         self._queue: asyncio.Queue[Path] = asyncio.Queue(queue_size)
         self._task: asyncio.Task[None] | None = None
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._client: Any = None
         self.uploaded = 0
         self.failed = 0
-
-    def __repr__(self) -> str:  # no credentials
-        return f"S3Uploader(bucket={self.bucket!r}, prefix={self.prefix!r})"
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        stack = contextlib.AsyncExitStack()
-        self._client = await stack.enter_async_context(get_session().create_client(
-            "s3", endpoint_url=self.cfg.s3_endpoint_url or None,
-            region_name=self.cfg.s3_region or None,
-            aws_access_key_id=self._key_id, aws_secret_access_key=self._secret,
-            config=AioConfig(retries={"max_attempts": 1, "mode": "standard"},
-                             connect_timeout=5, read_timeout=30)))
-        self._stack = stack
+        await self.open()
         self._task = asyncio.create_task(self._worker(), name="s3-uploader")
 
     async def stop(self) -> None:
@@ -110,10 +90,7 @@ class S3Uploader:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._stack is not None:
-            await self._stack.aclose()
-            self._stack = None
-            self._client = None
+        await self.close()
 
     def enqueue(self, directory: Path) -> bool:
         """Queue a finished call directory; False (local copy kept) if stopped or full."""
@@ -153,12 +130,6 @@ class S3Uploader:
 
     # -- upload ------------------------------------------------------------------------------
 
-    def key(self, day: str, call_id: str, name: str) -> str:
-        return "/".join(p for p in (self.prefix, day, call_id, name) if p)
-
-    def _index_key(self, call_id: str) -> str:
-        return "/".join(p for p in (self.prefix, "index", call_id) if p)
-
     async def upload_call(self, directory: Path) -> bool:
         """Upload every file of a finished call; remove the local copy once all are confirmed.
 
@@ -176,13 +147,13 @@ class S3Uploader:
                 if attempt + 1 >= attempts:
                     self.failed += 1
                     log.error("upload of recording %s failed after %d attempt(s): %s; "
-                              "kept locally", call_id, attempts, type(exc).__name__)
+                              "kept locally", call_id, attempts, _why(exc))
                     if self._on_error is not None:
                         self._on_error()
                     return False
                 delay = self.cfg.s3_backoff_s * (2 ** attempt)
                 log.warning("upload of recording %s failed (%s); retry in %.2fs",
-                            call_id, type(exc).__name__, delay)
+                            call_id, _why(exc), delay)
                 await asyncio.sleep(delay)
         if self.cfg.s3_keep_local:
             await asyncio.to_thread((directory / UPLOADED).touch)
@@ -200,11 +171,19 @@ class S3Uploader:
             raise UploadError(f"{call_id}: not finalized")
         names.remove(METADATA)
         names.append(METADATA)  # last: its presence in S3 means the call is complete
+        threshold = self.cfg.s3_multipart_threshold_mib * MIB
         sizes: dict[str, tuple[int, str]] = {}
         for name in names:
-            data, sha, md5 = await asyncio.to_thread(_digests, directory / name)
+            path = directory / name
             key = self.key(day, call_id, name)
-            resp = await self._client.put_object(
+            size = (await asyncio.to_thread(path.stat)).st_size
+            if size > threshold:
+                sizes[key] = (size, await upload_multipart(
+                    self.client, self.bucket, key, path, size,
+                    part_size(size, self.cfg.s3_part_size_mib)))
+                continue
+            data, sha, md5 = await asyncio.to_thread(_digests, path)
+            resp = await self.client.put_object(
                 Bucket=self.bucket, Key=key, Body=data, ChecksumSHA256=sha,
                 ChecksumAlgorithm="SHA256")
             got = resp.get("ChecksumSHA256")
@@ -214,14 +193,15 @@ class S3Uploader:
                 raise UploadError(f"{key}: ETag is not the file's MD5")
             sizes[key] = (len(data), sha)
         for key, (size, sha) in sizes.items():
-            head = await self._client.head_object(Bucket=self.bucket, Key=key,
+            head = await self.client.head_object(Bucket=self.bucket, Key=key,
                                                   ChecksumMode="ENABLED")
             if head.get("ContentLength") != size:
                 raise UploadError(f"{key}: size {head.get('ContentLength')} != {size}")
-            if head.get("ChecksumSHA256") not in (None, sha):
+            stored = head.get("ChecksumSHA256")
+            if stored is not None and _bare(stored) != _bare(sha):
                 raise UploadError(f"{key}: stored checksum mismatch")
-        await self._client.put_object(Bucket=self.bucket, Key=self._index_key(call_id),
-                                      Body=day.encode(), ContentType="text/plain")
+        await self.client.put_object(Bucket=self.bucket, Key=self._index_key(call_id),
+                                     Body=day.encode(), ContentType="text/plain")
 
     def _remove_local(self, directory: Path) -> None:
         shutil.rmtree(directory, ignore_errors=True)
@@ -234,58 +214,3 @@ class S3Uploader:
             except OSError:
                 break
             parent = parent.parent
-
-    # -- read --------------------------------------------------------------------------------
-
-    async def _day(self, call_id: str) -> str | None:
-        if not valid_call_id(call_id):
-            return None
-        try:
-            resp = await self._client.get_object(Bucket=self.bucket,
-                                                 Key=self._index_key(call_id))
-            async with resp["Body"] as body:
-                return (await body.read()).decode()  # type: ignore[no-any-return]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
-
-    async def fetch_metadata(self, call_id: str) -> dict[str, Any] | None:
-        """A call's ``metadata.json`` from S3, or None if it is not there."""
-        day = await self._day(call_id)
-        if day is None:
-            return None
-        try:
-            resp = await self._client.get_object(Bucket=self.bucket,
-                                                 Key=self.key(day, call_id, METADATA))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
-        async with resp["Body"] as body:
-            meta: dict[str, Any] = json.loads(await body.read())
-        return meta
-
-    async def open_audio(self, call_id: str, name: str = AUDIO_WAV,
-                         range_header: str | None = None) -> S3Object | None:
-        """Stream one recorded file (``Range`` passed through); None if it is not there.
-
-        A ``Range`` the object cannot satisfy raises ``ClientError`` (code InvalidRange).
-        """
-        day = await self._day(call_id)
-        if day is None:
-            return None
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(day, call_id, name)}
-        if range_header:
-            kwargs["Range"] = range_header
-        try:
-            resp = await self._client.get_object(**kwargs)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
-        headers = {"Content-Length": str(resp["ContentLength"]), "Accept-Ranges": "bytes"}
-        if resp.get("ContentRange"):
-            headers["Content-Range"] = resp["ContentRange"]
-        status = int(resp["ResponseMetadata"]["HTTPStatusCode"])
-        return S3Object(status, headers, resp["Body"])
