@@ -194,8 +194,10 @@ class CallFactory:
         except BaseException:
             self.calls.release_reservation()
             raise
+        # No permessage-deflate even when the client offers it (the `websockets` library and
+        # so the openai SDK do): base64 audio deflates poorly and costs CPU every message.
         ws = web.WebSocketResponse(protocols=("realtime",), heartbeat=30.0,
-                                   max_msg_size=20 * 1024 * 1024)
+                                   max_msg_size=20 * 1024 * 1024, compress=False)
         try:
             await ws.prepare(request)
         except BaseException:

@@ -59,6 +59,10 @@ async def test_beta_client_over_websocket_sees_beta_events() -> None:
         ws_url = gw.base.replace("http", "ws") + "/v1/realtime?model=gpt-4o-realtime-preview"
         async with websockets.connect(ws_url, additional_headers={
                 "Authorization": f"Bearer {API_KEY}", "OpenAI-Beta": "realtime=v1"}) as ws:
+            # websockets offers permessage-deflate; the gateway declines it (CPU per message).
+            assert "permessage-deflate" in (ws.request.headers.get(
+                "Sec-WebSocket-Extensions") or "")
+            assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
             first = json.loads(await ws.recv())
             assert first["type"] == "session.created"
             assert first["session"]["object"] == "realtime.session"

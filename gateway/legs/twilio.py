@@ -265,7 +265,7 @@ async def media_stream(request: web.Request) -> web.StreamResponse:
     signature = request.headers.get(SIGNATURE_HEADER)
     if signature is not None and not _handshake_ok(request, config, signature):
         raise _refuse_signature(request)
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, timeout=2.0)
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, timeout=2.0, compress=False)
     await ws.prepare(request)
     start = await _await_start(ws)
     grant = await _redeem(request, start) if isinstance(start, StreamStart) else start
