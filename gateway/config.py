@@ -134,6 +134,9 @@ class ServerConfig:
     internal_url: str = ""
     #: "uvloop" (libuv; measured cheaper per call, BENCHMARKS.md "Calls") or "asyncio".
     event_loop: str = "uvloop"
+    #: After start-up, freeze what is alive into the permanent GC generation and collect
+    #: young objects less often (per-packet objects are acyclic; see gateway/lifecycle.py).
+    gc_tuned: bool = True
 
     def __post_init__(self) -> None:
         if self.event_loop not in ("uvloop", "asyncio"):

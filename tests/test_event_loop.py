@@ -1,4 +1,4 @@
-"""The event loop the gateway serves on: uvloop by default, plain asyncio on request."""
+"""How the gateway process runs: uvloop by default (plain asyncio on request), GC tuning."""
 
 from __future__ import annotations
 
@@ -26,3 +26,19 @@ def test_default_is_uvloop_and_unknown_loops_are_refused() -> None:
     assert config_mod.load(None, {}).server.event_loop == "uvloop"
     with pytest.raises(ValueError, match="server.event_loop"):
         config_mod.load(None, {"GATEWAY_SERVER_EVENT_LOOP": "trio"})
+
+
+def test_gc_tuning_freezes_start_up_objects_and_raises_the_young_threshold() -> None:
+    import gc
+
+    from gateway.lifecycle import GC_THRESHOLDS, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+    assert config_mod.load(None, {"GATEWAY_SERVER_GC_TUNED": "false"}).server.gc_tuned is False
