@@ -21,17 +21,13 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .layout import METADATA, day_start, valid_call_id
+from .layout import METADATA, valid_call_id
 from .s3_read import S3Reader
 from .store import (
-    DAY_S,
-    MAX_LIMIT,
-    InvalidQuery,
     Page,
+    PageBuilder,
     RecordingStore,
-    _caller_forms,
     _order_key,
-    decode_cursor,
     encode_cursor,
 )
 
@@ -106,36 +102,17 @@ class S3Listing:
                               caller: str | None = None, agent: str | None = None,
                               limit: int = 100, cursor: str | None = None) -> Page:
         """The calls in the bucket, with the local listing's order, filters and cursor."""
-        if not 1 <= limit <= MAX_LIMIT:
-            raise InvalidQuery("limit", f"limit must be 1..{MAX_LIMIT}")
-        after = decode_cursor(cursor) if cursor else None
-        callers = _caller_forms(caller)
-        out: list[dict[str, Any]] = []
+        pages = PageBuilder(start=start, end=end, caller=caller, agent=agent, limit=limit,
+                            cursor=cursor)
         async for day_prefix, date in self._days():
-            d0 = day_start(date)
-            if end is not None and d0 >= end:
-                continue
-            if start is not None and d0 + DAY_S <= start:
+            verdict = pages.day(date)
+            if verdict == "stop":
                 break
-            if after is not None and d0 > after[0]:
-                continue
-            metas = await self._day_metadata(day_prefix)
-            metas.sort(key=_order_key, reverse=True)
-            for m in metas:
-                key = _order_key(m)
-                if after is not None and key >= after:
-                    continue
-                if (start is not None and key[0] < start) or (end is not None
-                                                               and key[0] >= end):
-                    continue
-                if callers is not None and m.get("caller") not in callers:
-                    continue
-                if agent is not None and m.get("agent") != agent:
-                    continue
-                out.append(m)
-                if len(out) > limit:
-                    return Page(out[:limit], True, encode_cursor(*_order_key(out[limit - 1])))
-        return Page(out, False, None)
+            if verdict == "read":
+                full = pages.add(await self._day_metadata(day_prefix))
+                if full is not None:
+                    return full
+        return pages.page()
 
 
 async def list_merged(store: RecordingStore, s3: S3Listing | None, **filters: Any) -> Page:

@@ -106,14 +106,22 @@ class S3Reader:
     def _index_key(self, call_id: str) -> str:
         return "/".join(p for p in (self.prefix, "index", call_id) if p)
 
-    async def read_object(self, key: str) -> bytes | None:
-        """A whole (small) object, or None if it is not there."""
+    async def _get(self, key: str, **extra: Any) -> dict[str, Any] | None:
+        """``GetObject``'s answer, or None if there is no such object."""
         try:
-            resp = await self._client.get_object(Bucket=self.bucket, Key=key)
+            resp: dict[str, Any] = await self._client.get_object(Bucket=self.bucket, Key=key,
+                                                                 **extra)
         except ClientError as exc:
             if missing(exc):
                 return None
             raise
+        return resp
+
+    async def read_object(self, key: str) -> bytes | None:
+        """A whole (small) object, or None if it is not there."""
+        resp = await self._get(key)
+        if resp is None:
+            return None
         async with resp["Body"] as body:
             data: bytes = await body.read()
         return data
@@ -147,15 +155,10 @@ class S3Reader:
         day = await self.day_of(call_id)
         if day is None or name not in RECORDED_FILES:
             return None
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key(day, call_id, name)}
-        if range_header:
-            kwargs["Range"] = range_header
-        try:
-            resp = await self._client.get_object(**kwargs)
-        except ClientError as exc:
-            if missing(exc):
-                return None
-            raise
+        resp = await self._get(self.key(day, call_id, name),
+                               **({"Range": range_header} if range_header else {}))
+        if resp is None:
+            return None
         headers = {"Content-Length": str(resp["ContentLength"]), "Accept-Ranges": "bytes"}
         if resp.get("ContentRange"):
             headers["Content-Range"] = resp["ContentRange"]
@@ -174,12 +177,9 @@ class S3Reader:
 
     async def _digest(self, key: str, sink: Path | None = None) -> tuple[str, int] | None:
         """sha256 hex and size of an object as stored (written to ``sink`` too); None if absent."""
-        try:
-            resp = await self._client.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if missing(exc):
-                return None
-            raise
+        resp = await self._get(key)
+        if resp is None:
+            return None
         h = hashlib.sha256()
         size = 0
         with contextlib.ExitStack() as files:

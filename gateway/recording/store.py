@@ -79,6 +79,55 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         raise InvalidQuery("cursor", "invalid cursor") from exc
 
 
+class PageBuilder:
+    """One page of a listing: its filters, newest-first order and cursor, whatever the calls
+    are read from (local day directories here, the bucket's day folders in ``s3_list``).
+    Feed it days newest first: ``day`` says whether to read one, ``add`` takes its calls."""
+
+    def __init__(self, *, start: float | None, end: float | None, caller: str | None,
+                 agent: str | None, limit: int, cursor: str | None) -> None:
+        if not 1 <= limit <= MAX_LIMIT:
+            raise InvalidQuery("limit", f"limit must be 1..{MAX_LIMIT}")
+        self.start, self.end, self.agent, self.limit = start, end, agent, limit
+        self.after = decode_cursor(cursor) if cursor else None
+        self.callers = _caller_forms(caller)
+        self.out: list[dict[str, Any]] = []
+
+    def day(self, date: str) -> str:
+        """"read" the day, "skip" it, or "stop" (every later day is older than ``start``)."""
+        d0 = day_start(date)
+        if self.start is not None and d0 + DAY_S <= self.start:
+            return "stop"
+        if (self.end is not None and d0 >= self.end) or (
+                self.after is not None and d0 > self.after[0]):
+            return "skip"
+        return "read"
+
+    def add(self, metas: list[dict[str, Any]]) -> Page | None:
+        """Take one day's calls; the finished page once it is full."""
+        metas.sort(key=_order_key, reverse=True)
+        for m in metas:
+            key = _order_key(m)
+            if self.after is not None and key >= self.after:
+                continue
+            t = key[0]
+            if (self.start is not None and t < self.start) or (self.end is not None
+                                                                and t >= self.end):
+                continue
+            if self.callers is not None and m.get("caller") not in self.callers:
+                continue
+            if self.agent is not None and m.get("agent") != self.agent:
+                continue
+            self.out.append(m)
+            if len(self.out) > self.limit:
+                last = self.out[self.limit - 1]
+                return Page(self.out[:self.limit], True, encode_cursor(*_order_key(last)))
+        return None
+
+    def page(self) -> Page:
+        return Page(self.out, False, None)
+
+
 class RecordingStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -135,37 +184,18 @@ class RecordingStore:
 
         ``cursor`` is the ``next_cursor`` of the previous page (opaque to clients).
         """
-        if not 1 <= limit <= MAX_LIMIT:
-            raise InvalidQuery("limit", f"limit must be 1..{MAX_LIMIT}")
-        after = decode_cursor(cursor) if cursor else None
-        callers = _caller_forms(caller)
-        out: list[dict[str, Any]] = []
+        pages = PageBuilder(start=start, end=end, caller=caller, agent=agent, limit=limit,
+                            cursor=cursor)
         for day, date in iter_day_dirs(self.root, newest_first=True):
-            d0 = day_start(date)
-            if end is not None and d0 >= end:
-                continue
-            if start is not None and d0 + DAY_S <= start:
+            verdict = pages.day(date)
+            if verdict == "stop":
                 break
-            if after is not None and d0 > after[0]:
-                continue
-            metas = [m for m in (_load(c / METADATA) for c in iter_call_dirs(day)) if m]
-            metas.sort(key=_order_key, reverse=True)
-            for m in metas:
-                key = _order_key(m)
-                if after is not None and key >= after:
-                    continue
-                t = key[0]
-                if (start is not None and t < start) or (end is not None and t >= end):
-                    continue
-                if callers is not None and m.get("caller") not in callers:
-                    continue
-                if agent is not None and m.get("agent") != agent:
-                    continue
-                out.append(m)
-                if len(out) > limit:
-                    last = out[limit - 1]
-                    return Page(out[:limit], True, encode_cursor(*_order_key(last)))
-        return Page(out, False, None)
+            if verdict == "read":
+                full = pages.add([m for m in (_load(c / METADATA) for c in iter_call_dirs(day))
+                                  if m])
+                if full is not None:
+                    return full
+        return pages.page()
 
     # ---- integrity -----------------------------------------------------------------------
 
