@@ -10,7 +10,7 @@ packets back in order and deciding that a missing one is lost. This buffer:
 - on a gap, waits for at most ``wait`` newer packets, then declares the missing one lost
   (released as ``None``: the decoder conceals it, see :mod:`gateway.legs.inbound`);
 - adapts ``wait`` to the network: a packet that arrives after it was given up raises it (up to
-  ``max_wait``), ten clean seconds lower it again;
+  ``max_wait``), ten seconds without such a late arrival lower it again (losses do not count);
 - releases any backlog at once, so latency built up while waiting drains on the next packet,
   with no audio dropped.
 
@@ -94,7 +94,6 @@ class AdaptiveJitterBuffer:
 
     def _advance(self) -> None:
         assert self._next is not None
-        gap = False
         while self._held:
             p = self._held.pop(self._next, None)
             if p is not None:
@@ -105,12 +104,12 @@ class AdaptiveJitterBuffer:
                 self.stats.lost += 1  # waited long enough: that one is not coming
                 self._ready.append(None)
                 self._next = (self._next + 1) & 0xFFFF
-                gap = True
                 continue
             break
-        if gap:
-            self._clean = 0
-        elif self._ready:
+        # Only a late arrival (one given up on, then received) says the wait is too short;
+        # a packet that never comes is plain loss and must not hold the wait up (at 2 %
+        # loss there is a gap every ~50 packets, so "ten seconds without a gap" never came).
+        if self._ready:
             self._clean += len(self._ready)
             if self._clean >= CLEAN_PACKETS_TO_RELAX and self.wait > self.min_wait:
                 self.wait -= 1

@@ -67,6 +67,15 @@ class Playout:
         self.played_ms[f.item_id] = self.played_ms.get(f.item_id, 0.0) + f.audio_ms
         return f
 
+    def drop(self, frames: int) -> int:
+        """Discard up to ``frames`` queued frames without playing them (the sender fell
+        behind real time); they do not count as played. Returns how many went."""
+        n = min(frames, len(self._frames))
+        for _ in range(n):
+            self._frames.popleft()
+        self.dropped_frames += n
+        return n
+
     def clear(self) -> tuple[str | None, float]:
         """Drop everything queued. Returns the item that was playing and its played ms."""
         item = self.current_item or (self._frames[0].item_id if self._frames else None)

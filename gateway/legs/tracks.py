@@ -51,9 +51,12 @@ class OutboundAudioTrack(MediaStreamTrack):
         if due > now:
             await asyncio.sleep(due - now)
         elif now - due > 0.2:
-            # The loop stalled for over 200 ms: re-anchor instead of bursting frames out.
+            # The loop stalled for over 200 ms: re-anchor instead of bursting frames out, and
+            # drop the audio those slots would have carried, so the caller stays in real time
+            # and an overloaded process does not pile agent audio up in memory.
             skipped = int((now - due) * 1000 / FRAME_MS)
             self._index += skipped
+            self.playout.drop(skipped)
         f = self.playout.pop()
         t0 = time.perf_counter()
         packet = self._encoder.encode(f.pcm if f is not None else None,
