@@ -3,6 +3,13 @@
 Pure bookkeeping (no asyncio, no aiortc), shared by every leg that paces audio itself
 (WebRTC's outbound track, Twilio). ``played_ms`` is what left the gateway toward the
 caller, which is what barge-in truncation and the recording need.
+
+Underruns do not ratchet latency up. When the queue runs dry in the middle of an item (its
+audio came late: a slow upstream, or network jitter on the way in) the caller hears silence
+meanwhile, and the late audio would then stay that much behind for the rest of the item. The
+playout counts those silent frames as a debt and, while it is owed, skips queued frames that
+are themselves near-silent, so the item's timeline catches up in its pauses; speech is never
+skipped. (NetEq does the same with time compression.)
 """
 
 from __future__ import annotations
@@ -10,7 +17,20 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..audio.formats import FRAME_BYTES, FRAME_MS, PCM_BYTES_PER_MS
+
+#: A frame whose peak is below this (-50 dBFS) is a pause that may be skipped to repay an
+#: underrun.
+QUIET_PEAK = 104
+#: At most this much underrun (5 s) is remembered for repayment.
+MAX_DEBT_FRAMES = 250
+
+
+def quiet(pcm: bytes) -> bool:
+    x = np.frombuffer(pcm, "<i2")
+    return int(np.maximum.reduce(np.abs(x.astype(np.int32)))) < QUIET_PEAK
 
 
 @dataclass(slots=True)
@@ -31,6 +51,9 @@ class Playout:
         self.current_item: str | None = None
         self.current_response: str | None = None
         self.dropped_frames = 0
+        self.debt_frames = 0  # silence played inside an unfinished item (an underrun)
+        self.shed_frames = 0  # quiet frames skipped to repay it
+        self._last_item: str | None = None
 
     def push(self, pcm: bytes, item_id: str, response_id: str) -> None:
         buf = self._partial.setdefault(item_id, bytearray())
@@ -58,10 +81,24 @@ class Playout:
 
     def pop(self) -> QueuedFrame | None:
         """The next frame to play (None: play silence); counts it as played."""
-        if not self._frames:
-            self.current_item = None
-            return None
-        f = self._frames.popleft()
+        while self._frames:
+            f = self._frames.popleft()
+            if f.item_id != self._last_item:
+                self.debt_frames = 0  # a new item: nothing of the old one to catch up
+                self._last_item = f.item_id
+            elif self.debt_frames and self._frames and quiet(f.pcm):
+                # Repay an underrun: the caller already heard this much silence.
+                self.debt_frames -= 1
+                self.shed_frames += 1
+                self.played_ms[f.item_id] = self.played_ms.get(f.item_id, 0.0) + f.audio_ms
+                continue
+            return self._play(f)
+        if self._last_item is not None and self._last_item in self._partial:
+            self.debt_frames = min(self.debt_frames + 1, MAX_DEBT_FRAMES)
+        self.current_item = None
+        return None
+
+    def _play(self, f: QueuedFrame) -> QueuedFrame:
         self.current_item = f.item_id
         self.current_response = f.response_id
         self.played_ms[f.item_id] = self.played_ms.get(f.item_id, 0.0) + f.audio_ms
@@ -83,6 +120,7 @@ class Playout:
         self._partial.clear()
         self._partial_resp.clear()
         self.current_item = None
+        self.debt_frames = 0
         return item, (self.played_ms.get(item, 0.0) if item else 0.0)
 
     @property
