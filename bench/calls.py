@@ -219,19 +219,16 @@ def stop(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
             proc.wait()
 
 
-class ClientProc:
-    """One ``bench.clients`` process and a thread that turns its stdout into a queue."""
+class LineProc:
+    """A child process speaking one JSON object a line on stdout (a thread reads them), and
+    taking one-word commands on stdin (``stop`` to finish)."""
 
-    def __init__(self, base: str, calls: int, log: IO[bytes], env: dict[str, str],
-                 encode_live: bool = False) -> None:
-        self.calls = calls
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.clients", "--base", base, "--api-key", API_KEY,
-             "--calls", str(calls), *(["--encode-live"] if encode_live else [])],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, cwd=ROOT, env=env,
-            text=True)
-        self.lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+    def __init__(self, argv: list[str], log: IO[bytes], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=log, text=True)
+        self.lines: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=1000)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -243,9 +240,10 @@ class ClientProc:
     def expect(self, event: str, timeout: float) -> dict[str, Any]:
         msg = self.lines.get(timeout=timeout)
         if msg is None:
-            raise RuntimeError(f"clients exited ({self.proc.poll()}) before '{event}'")
+            raise RuntimeError(f"{self.proc.args!r} exited ({self.proc.poll()}) before "
+                               f"'{event}'")
         if msg.get("event") != event:
-            raise RuntimeError(f"clients: expected '{event}', got {msg}")
+            raise RuntimeError(f"expected '{event}', got {str(msg)[:300]}")
         return msg
 
     def send(self, cmd: str) -> None:
@@ -253,13 +251,25 @@ class ClientProc:
         self.proc.stdin.write(cmd + "\n")
         self.proc.stdin.flush()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 20.0) -> None:
         with contextlib.suppress(OSError, ValueError):
             self.send("stop")
         try:
-            self.proc.wait(20)
+            self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             stop(self.proc)
+        self._reader.join(2)
+
+
+class ClientProc(LineProc):
+    """One ``bench.clients`` process (``calls`` callers)."""
+
+    def __init__(self, base: str, calls: int, log: IO[bytes], env: dict[str, str],
+                 encode_live: bool = False) -> None:
+        self.calls = calls
+        super().__init__(
+            [sys.executable, "-m", "bench.clients", "--base", base, "--api-key", API_KEY,
+             "--calls", str(calls), *(["--encode-live"] if encode_live else [])], log, env)
 
 
 @dataclass

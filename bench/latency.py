@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from bench.calls import LineProc as JsonLineProc
 from bench.calls import (
     bucket_quantile,
     diff_buckets,
@@ -134,45 +135,11 @@ def snapshot_gateway(logdir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-class LineProc:
-    """A child process speaking one JSON object a line on stdout (a thread reads them)."""
+class LineProc(JsonLineProc):
+    """A bench child process with this bench's environment."""
 
     def __init__(self, argv: list[str], log: IO[bytes]) -> None:
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=base_env(), stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=log, text=True)
-        self.lines: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=1000)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with contextlib.suppress(ValueError):
-                self.lines.put(json.loads(line))
-        self.lines.put(None)
-
-    def expect(self, event: str, timeout: float) -> dict[str, Any]:
-        msg = self.lines.get(timeout=timeout)
-        if msg is None:
-            raise RuntimeError(f"{self.proc.args!r} exited ({self.proc.poll()}) before "
-                               f"'{event}'")
-        if msg.get("event") != event:
-            raise RuntimeError(f"expected '{event}', got {str(msg)[:300]}")
-        return msg
-
-    def send(self, cmd: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(cmd + "\n")
-        self.proc.stdin.flush()
-
-    def close(self, timeout: float = 20.0) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.send("stop")
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            stop(self.proc)
-        self._reader.join(2)
+        super().__init__(argv, log, base_env())
 
 
 def server_argv(server: str, host: str, port: int, upstream: str
