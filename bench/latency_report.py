@@ -31,7 +31,8 @@ def matrix_table(runs: list[dict[str, Any]]) -> str:
                     if d == "in" else
                     f"position in delta {_f(x['delta_position']['mean'])}, playout backlog "
                     f"{_f(x['queued_ahead']['mean'])}, tick wait + send "
-                    f"{_f(x['tick_wait_and_send']['mean'])}")
+                    f"{_f(x['tick_wait_and_send']['mean'])} (p99 "
+                    f"{_f(x['tick_wait_and_send']['p99'])})")
             lines.append(
                 f"| {r['server']} | {r['network']} | {label} | {x['sent']} | {lost} | "
                 f"{trio(x['one_way'])} | {trio(x['server'])} | "
@@ -104,7 +105,13 @@ def verdicts(runs: list[dict[str, Any]]) -> list[str]:
             if r["condition"] == "loss2" and s["p99"] is not None:
                 out.append(f"gateway {d} 2 % loss: server-added p99 {s['p99']} ms (target <= "
                            f"60): {'met' if s['p99'] <= 60 else 'NOT met'}")
+                if d == "out":  # what the outbound path adds beyond pacing and the echo's queue
+                    own = r["out"]["tick_wait_and_send"]["p99"]
+                    out.append(f"gateway out 2 % loss, tick wait + send (without the audio "
+                               f"the echo queued ahead and the marker's place in its delta): "
+                               f"p99 {own} ms")
     return out
+
 
 
 def fill_after_batching(run: dict[str, Any]) -> None:
