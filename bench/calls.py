@@ -265,11 +265,12 @@ class ClientProc(LineProc):
     """One ``bench.clients`` process (``calls`` callers)."""
 
     def __init__(self, base: str, calls: int, log: IO[bytes], env: dict[str, str],
-                 encode_live: bool = False) -> None:
+                 encode_live: bool = False, prefix: list[str] | None = None) -> None:
         self.calls = calls
         super().__init__(
-            [sys.executable, "-m", "bench.clients", "--base", base, "--api-key", API_KEY,
-             "--calls", str(calls), *(["--encode-live"] if encode_live else [])], log, env)
+            [*(prefix or []), sys.executable, "-m", "bench.clients", "--base", base,
+             "--api-key", API_KEY, "--calls", str(calls),
+             *(["--encode-live"] if encode_live else [])], log, env)
 
 
 @dataclass
@@ -379,11 +380,17 @@ def run_one(server: str, n: int, args: argparse.Namespace, logdir: Path, tag: st
     procs: Procs | None = None
     spy: subprocess.Popen[bytes] | None = None
     try:
-        echo = subprocess.Popen([sys.executable, "-m", "bench.echo_upstream", "--port",
-                                 str(up_port)], cwd=ROOT, env=env, stdout=log, stderr=log)
+        # --pin: the server alone on CPU 0, its load generators on CPU 1 (taskset execs the
+        # command, so the pids measured are the processes themselves).
+        on_server, on_load = (["taskset", "-c", "0"], ["taskset", "-c", "1"]) if args.pin \
+            else ([], [])
+        echo = subprocess.Popen([*on_load, sys.executable, "-m", "bench.echo_upstream",
+                                 "--port", str(up_port)], cwd=ROOT, env=env, stdout=log,
+                                stderr=log)
         started.append(echo)
         # The server's working directory is scratch: nothing it writes lands in the repo.
-        srv = subprocess.Popen(cmd, cwd=logdir, env=server_env, stdout=log, stderr=log)
+        srv = subprocess.Popen([*on_server, *cmd], cwd=logdir, env=server_env, stdout=log,
+                               stderr=log)
         started.append(srv)
         procs = Procs(echo, srv, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{up_port}")
         wait_http(procs.echo_url + "/stats", echo, 30)
@@ -395,7 +402,8 @@ def run_one(server: str, n: int, args: argparse.Namespace, logdir: Path, tag: st
         sizes = [per] * (n // per) + ([n % per] if n % per else [])
         t_setup = time.monotonic()
         for size in sizes:
-            procs.clients.append(ClientProc(procs.base, size, log, env, args.encode_live))
+            procs.clients.append(ClientProc(procs.base, size, log, env, args.encode_live,
+                                            on_load))
         for c in procs.clients:
             c.expect("ready", 30 + 3 * n)
         setup_s = time.monotonic() - t_setup
@@ -704,6 +712,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="a gateway with other settings, run as server NAME in the same bench "
                         "(e.g. --variant asyncio:GATEWAY_SERVER_EVENT_LOOP=asyncio --servers "
                         "gateway,asyncio,naive): a setting's effect measured within one run")
+    p.add_argument("--pin", action="store_true",
+                   help="server alone on CPU 0, echo upstream and callers on CPU 1: what one "
+                        "process does with a core of its own (a 2-core host)")
     p.add_argument("--wait-quiet", type=float, default=None, metavar="S",
                    help="before each run, wait up to S seconds for the machine to be nearly "
                         "idle (a shared host); 0: don't wait (default 60, quick 0: the "
@@ -777,7 +788,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeat": args.repeat, "servers": args.server_list,
             "calls_per_client": args.calls_per_client, "gateway_env": args.extra_env,
             "variants": args.variants,
-            "encode_live": args.encode_live, "wait_quiet": args.wait_quiet,
+            "encode_live": args.encode_live, "wait_quiet": args.wait_quiet, "pin": args.pin,
             "profile": args.profile},
         "summary": rows, "runs": runs, "failures": failures,
     }
