@@ -43,6 +43,8 @@ typecheck: install ## mypy --strict
 bench: install sysdeps ## every benchmark; results in bench/results/*.json (see BENCHMARKS.md)
 	$(BIN)/python -m bench.calls --calls 1,5,10,20,30,40,45 --seconds 20
 	$(BIN)/python -m bench.jitter
+	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.latency --overload 60
 	$(BIN)/python -m bench.encoding
 	$(BIN)/python -m bench.bargein --trials 20
 	$(BIN)/python -m bench.localrt_latency
