@@ -19,6 +19,8 @@ import argparse
 import copy
 import json
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,13 +57,20 @@ def b64_len(s: str) -> int:
     return len(s) * 3 // 4 - (2 if s.endswith("==") else 1 if s.endswith("=") else 0)
 
 
+#: Told about every append once its echo is sent: (base64 audio, received, echo sent), in
+#: ``time.monotonic()``. One is made per connection by the app's OBSERVER factory, if any.
+AppendObserver = Callable[[str, float, float], None]
+
 STATS = web.AppKey("stats", Stats)
+OBSERVER: web.AppKey[Callable[[], AppendObserver]] = web.AppKey("observer")
 
 
 async def realtime(request: web.Request) -> web.WebSocketResponse:
     stats = request.app[STATS]
     ws = web.WebSocketResponse(max_msg_size=32 * 1024 * 1024)
     await ws.prepare(request)
+    factory = request.app.get(OBSERVER)
+    observe = factory() if factory is not None else None
     stats.connections += 1
     stats.open += 1
     tag = secrets.token_hex(6)
@@ -75,6 +84,7 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
         await ws.send_str(json.dumps({"type": "session.created", "event_id": f"event_{tag}_c",
                                       "session": session}))
         async for msg in ws:
+            t_recv = time.monotonic()
             if msg.type != WSMsgType.TEXT:
                 continue
             stats.events_in += 1
@@ -86,7 +96,10 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
                 stats.audio_bytes_in += b64_len(audio)
                 seq += 1
                 stats.deltas += 1
+                t_sent = time.monotonic()
                 await ws.send_str(prefix + str(seq) + '","delta":"' + audio + '"}')
+                if observe is not None:
+                    observe(audio, t_recv, t_sent)
             elif etype == "session.update":
                 session.update(ev.get("session") or {})
                 await ws.send_str(json.dumps({"type": "session.updated",

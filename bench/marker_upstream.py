@@ -21,18 +21,15 @@ from __future__ import annotations
 
 import argparse
 import base64
-import copy
-import json
-import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from bench.echo_upstream import SESSION, Stats, b64_len
+from bench import echo_upstream
 from bench.markers import MarkerDetector
 
 RATE = 24_000
@@ -74,57 +71,7 @@ class Connection:
             self.markers.append(UpMarker(r, s, 1000 * hit.offset / RATE, ms, hit.freq))
 
 
-STATS = web.AppKey("stats", Stats)
 CONNECTIONS = web.AppKey("connections", list[Connection])
-
-
-async def realtime(request: web.Request) -> web.WebSocketResponse:
-    stats = request.app[STATS]
-    conns = request.app[CONNECTIONS]
-    ws = web.WebSocketResponse(max_msg_size=32 * 1024 * 1024)
-    await ws.prepare(request)
-    conn = Connection(len(conns))
-    conns.append(conn)
-    stats.connections += 1
-    stats.open += 1
-    tag = secrets.token_hex(6)
-    seq = 0
-    session = copy.deepcopy(SESSION)
-    prefix = ('{"type":"response.output_audio.delta","response_id":"resp_' + tag +
-              '","item_id":"item_' + tag + '","output_index":0,"content_index":0,'
-              '"event_id":"event_' + tag + '_')
-    try:
-        await ws.send_str(json.dumps({"type": "session.created", "event_id": f"event_{tag}_c",
-                                      "session": session}))
-        async for msg in ws:
-            t_recv = time.monotonic()
-            if msg.type != WSMsgType.TEXT:
-                continue
-            stats.events_in += 1
-            ev = json.loads(msg.data)
-            etype = ev.get("type")
-            if etype == "input_audio_buffer.append":
-                audio = ev.get("audio", "")
-                stats.appends += 1
-                stats.audio_bytes_in += b64_len(audio)
-                seq += 1
-                stats.deltas += 1
-                t_sent = time.monotonic()
-                await ws.send_str(prefix + str(seq) + '","delta":"' + audio + '"}')
-                conn.appends += 1
-                conn.scan(audio, t_recv, t_sent)
-            elif etype == "session.update":
-                session.update(ev.get("session") or {})
-                await ws.send_str(json.dumps({"type": "session.updated",
-                                              "event_id": f"event_{tag}_u{seq}",
-                                              "session": session}))
-    finally:
-        stats.open -= 1
-    return ws
-
-
-async def stats_handler(request: web.Request) -> web.Response:
-    return web.json_response(request.app[STATS].as_dict())
 
 
 async def markers_handler(request: web.Request) -> web.Response:
@@ -137,11 +84,20 @@ async def markers_handler(request: web.Request) -> web.Response:
 
 
 def make_app() -> web.Application:
-    app = web.Application()
-    app[STATS] = Stats()
-    app[CONNECTIONS] = []
-    app.router.add_get("/v1/realtime", realtime)
-    app.router.add_get("/stats", stats_handler)
+    app = echo_upstream.make_app()
+    conns: list[Connection] = []
+    app[CONNECTIONS] = conns
+
+    def observer() -> echo_upstream.AppendObserver:
+        conn = Connection(len(conns))
+        conns.append(conn)
+
+        def on_append(audio: str, t_recv: float, t_sent: float) -> None:
+            conn.appends += 1
+            conn.scan(audio, t_recv, t_sent)
+        return on_append
+
+    app[echo_upstream.OBSERVER] = observer
     app.router.add_get("/markers", markers_handler)
     return app
 
