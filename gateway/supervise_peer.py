@@ -11,7 +11,6 @@ The only aiortc peer code of the supervise feature (:mod:`gateway.supervise` own
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
 from collections import deque
@@ -25,14 +24,12 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCPeerConnection,
-    RTCRtpSender,
-    RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
 
-from .audio.resample import StereoTo24kMono
 from .errors import ApiError
-from .legs.webrtc import check_offer
+from .legs.inbound import InboundOpus
+from .legs.webrtc import OPUS_RTPMAP, accept_offer, close_peer, drain
 from .supervise_mix import Layout, _percentiles
 
 #: A listener whose ICE/DTLS has not connected by then is dropped.
@@ -116,7 +113,8 @@ class Listener:
         self.mic_frames = 0
         #: Set while this listener has the call: where its microphone goes.
         self.on_mic: MicSink | None = None
-        self._resampler = StereoTo24kMono()
+        #: The supervisor's microphone, decoded as caller audio is (legs/inbound.py).
+        self._mic = InboundOpus(self._on_mic_pcm)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._setup_timer: asyncio.TimerHandle | None = None
@@ -124,27 +122,15 @@ class Listener:
         self.pc.on("connectionstatechange", self._on_state)
 
     async def answer(self, offer_sdp: str, *, stereo: bool) -> str:
-        check_offer(offer_sdp)
-        try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        except Exception as e:  # aiortc's parser signals bad input with assert, ValueError...
-            raise ApiError(400, "invalid_sdp", "The SDP offer could not be parsed or is not "
-                           "acceptable (it needs ICE credentials, a DTLS fingerprint and an "
-                           "Opus audio section).") from e
-        audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
-        if not audio:
-            raise ApiError(400, "invalid_sdp", "The SDP offer has no usable audio section.")
         # The packets are Opus, encoded once for every listener: no other codec will do.
-        opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs
-                if c.mimeType.lower() == "audio/opus"]
-        audio[0].setCodecPreferences(opus)
+        await accept_offer(self.pc, offer_sdp, self._mic)
         self.pc.addTrack(self.track)
         try:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as e:
             raise ApiError(400, "invalid_sdp", "The SDP offer has no Opus audio.") from e
         sdp = str(self.pc.localDescription.sdp)
-        if not re.search(r"a=rtpmap:\d+ opus/48000", sdp, re.IGNORECASE):
+        if not OPUS_RTPMAP.search(sdp):
             raise ApiError(400, "invalid_sdp", "The SDP offer has no Opus audio.")
         loop = asyncio.get_running_loop()
         self._setup_timer = loop.call_later(SETUP_TIMEOUT_S, self._setup_expired)
@@ -164,23 +150,17 @@ class Listener:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
-            self.has_mic = True
-        task = asyncio.create_task(self._pump(track), name=f"listener-mic:{self.id}")
+            self.has_mic = True  # its audio arrives through self._mic, not the track
+            return
+        task = asyncio.create_task(drain(track), name=f"listener-{track.kind}:{self.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _pump(self, track: MediaStreamTrack) -> None:
-        # Always drained (aiortc's remote track queue is unbounded); converted only while
-        # this listener has the call.
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await track.recv()
-                self.mic_frames += 1
-                sink = self.on_mic
-                if sink is None or not isinstance(frame, av.AudioFrame):
-                    continue
-                data: npt.NDArray[np.int16] = frame.to_ndarray().reshape(-1)  # type: ignore[assignment]
-                sink(self._resampler.process(data, len(frame.layout.channels)))
+    def _on_mic_pcm(self, pcm: npt.NDArray[np.int16]) -> None:
+        self.mic_frames += 1
+        sink = self.on_mic  # set only while this listener has the call
+        if sink is not None:
+            sink(pcm)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "object": "realtime.listener", "layout": self.layout,
@@ -195,13 +175,7 @@ class Listener:
         self._closed = True
         if self._setup_timer is not None:
             self._setup_timer.cancel()
-        self.track.stop()
-        for t in list(self._tasks):
-            t.cancel()
-        await self.pc.close()
-        for t in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await close_peer(self.pc, self.track, self._tasks)
 
 
 def stereo_fmtp(sdp: str) -> str:

@@ -60,23 +60,6 @@ class Interpolator:
         return _to_int16(out)
 
 
-class StereoTo24kMono:
-    """aiortc's decoded Opus (s16 interleaved stereo, 48 kHz) -> PCM16 mono 24 kHz."""
-
-    def __init__(self) -> None:
-        # Pass band to 10 kHz, stop band from 12 kHz: speech above 10 kHz is inaudible in a call.
-        self._dec = Decimator(2, 31, 11_000, 48_000)
-
-    def process(self, interleaved: Int16Array, channels: int) -> Int16Array:
-        if channels == 2:
-            # L + R, halved: cheaper than reshape().mean() by ~3x on 960-sample frames.
-            mono = interleaved[0::2].astype(np.float32)
-            mono += interleaved[1::2]
-            mono *= 0.5
-            return self._dec.process(mono)
-        return self._dec.process(interleaved)
-
-
 def up_8k_to_24k() -> Interpolator:
     return Interpolator(3, 16, 3_700, 24_000)
 

@@ -23,6 +23,7 @@ from aiortc import (
     RTCDataChannel,
     RTCPeerConnection,
     RTCRtpSender,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
@@ -54,6 +55,48 @@ def check_offer(sdp: str) -> None:
         raise ApiError(400, "invalid_sdp", "The SDP offer's audio does not offer Opus "
                        "(a=rtpmap:<pt> opus/48000/2), the only codec this gateway speaks "
                        "to WebRTC peers.")
+
+
+async def accept_offer(pc: RTCPeerConnection, offer_sdp: str, inbound: InboundOpus
+                       ) -> list[RTCRtpTransceiver]:
+    """Check and apply a peer's offer: Opus alone on its audio (the gateway's packets are
+    Opus and its inbound decoder is libopus), the audio received decoded by ``inbound``.
+    Returns the audio transceivers; bad offers raise 400 ``invalid_sdp``."""
+    check_offer(offer_sdp)
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+    except Exception as e:  # aiortc's parser signals bad input with assert, ValueError...
+        raise ApiError(400, "invalid_sdp", "The SDP offer could not be parsed or is not "
+                       "acceptable (it needs ICE credentials, a DTLS fingerprint and an "
+                       "Opus audio section).") from e
+    audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
+    if not audio:
+        raise ApiError(400, "invalid_sdp", "The SDP offer has no usable audio section.")
+    opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs
+            if c.mimeType.lower() == "audio/opus"]
+    for t in audio:
+        t.setCodecPreferences(opus)
+        install_inbound(t.receiver, inbound)
+    return audio
+
+
+async def drain(track: MediaStreamTrack) -> None:
+    """Read a remote track nobody uses until it ends: aiortc's track queue is unbounded."""
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            await track.recv()
+
+
+async def close_peer(pc: RTCPeerConnection, track: MediaStreamTrack,
+                     tasks: set[asyncio.Task[None]]) -> None:
+    """Stop our outbound track, cancel the peer's tasks, close it, and wait for the tasks."""
+    track.stop()
+    for t in list(tasks):
+        t.cancel()
+    await pc.close()
+    for t in list(tasks):
+        with contextlib.suppress(asyncio.CancelledError):
+            await t
 
 
 class WebRtcLeg:
@@ -98,21 +141,7 @@ class WebRtcLeg:
         self.pc.on("connectionstatechange", self._on_state)
 
     async def answer(self, offer_sdp: str) -> str:
-        check_offer(offer_sdp)
-        try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        except Exception as e:  # aiortc's parser signals bad input with assert, ValueError...
-            raise ApiError(400, "invalid_sdp", "The SDP offer could not be parsed or is not "
-                           "acceptable (it needs ICE credentials, DTLS fingerprint and an "
-                           "Opus audio section).") from e
-        if not any(t.kind == "audio" for t in self.pc.getTransceivers()):
-            raise ApiError(400, "invalid_sdp", "The SDP offer has no usable audio section.")
-        opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs
-                if c.mimeType.lower() == "audio/opus"]
-        for t in self.pc.getTransceivers():
-            if t.kind == "audio":
-                t.setCodecPreferences(opus)  # the inbound decoder and outbound packets are Opus
-                install_inbound(t.receiver, self.inbound)
+        await accept_offer(self.pc, offer_sdp, self.inbound)
         self.pc.addTrack(self.track)
         if self._network is not None:
             self._network.install(self.pc)  # before gathering: host ports inside the range
@@ -148,15 +177,9 @@ class WebRtcLeg:
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
             return  # decoded in the receiver's callback (InboundOpus): nothing reaches the track
-        task = asyncio.create_task(self._drain(track), name=f"webrtc-{track.kind}-in")
+        task = asyncio.create_task(drain(track), name=f"webrtc-{track.kind}-in")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _drain(self, track: MediaStreamTrack) -> None:
-        # aiortc's remote track queue is unbounded: a track nobody reads grows forever.
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                await track.recv()
 
     def _on_caller_pcm(self, pcm: npt.NDArray[np.int16]) -> None:
         self._last_rtp = time.monotonic()
@@ -274,10 +297,4 @@ class WebRtcLeg:
         self._closed = True
         if self._dead_timer is not None:
             self._dead_timer.cancel()
-        self.track.stop()
-        for t in list(self._tasks):
-            t.cancel()
-        await self.pc.close()
-        for t in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await close_peer(self.pc, self.track, self._tasks)
