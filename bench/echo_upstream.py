@@ -122,13 +122,18 @@ def make_app() -> web.Application:
     return app
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.echo_upstream")
+def serve(prog: str, app: Callable[[], web.Application], argv: list[str] | None) -> int:
+    """``--host``/``--port`` from the command line, then serve ``app()`` until stopped."""
+    p = argparse.ArgumentParser(prog=prog)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     args = p.parse_args(argv)
-    web.run_app(make_app(), host=args.host, port=args.port, print=None)
+    web.run_app(app(), host=args.host, port=args.port, print=None)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return serve("python -m bench.echo_upstream", make_app, argv)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ work never counts against the server under test.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import time
 from collections import deque
@@ -103,12 +102,7 @@ def make_app() -> web.Application:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.marker_upstream")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, required=True)
-    args = p.parse_args(argv)
-    web.run_app(make_app(), host=args.host, port=args.port, print=None)
-    return 0
+    return echo_upstream.serve("python -m bench.marker_upstream", make_app, argv)
 
 
 if __name__ == "__main__":
