@@ -85,6 +85,22 @@ def silence() -> Callable[[int], npt.NDArray[np.int16]]:
     return lambda i: z
 
 
+async def collect_frames(track: MediaStreamTrack,
+                         out: list[tuple[float, npt.NDArray[np.int16]]], *, stereo: bool) -> None:
+    """Append (arrival, samples) for every frame of ``track`` until it ends: mono (the left
+    channel of a stereo frame), or stereo as (n, 2) (a mono frame on both channels)."""
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            f = await track.recv()
+            a = f.to_ndarray().reshape(-1)
+            two = len(f.layout.channels) == 2
+            if stereo:
+                a = (a if two else np.repeat(a, 2)).reshape(-1, 2)
+            elif two:
+                a = a[0::2]
+            out.append((time.monotonic(), a.astype(np.int16)))
+
+
 class ClientPeer:
     def __init__(self, source: MediaStreamTrack | None) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -114,13 +130,7 @@ class ClientPeer:
         self._tasks.append(asyncio.ensure_future(self._pump(track)))
 
     async def _pump(self, track: MediaStreamTrack) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                f = await track.recv()
-                a = f.to_ndarray().reshape(-1)
-                if len(f.layout.channels) == 2:
-                    a = a[0::2]
-                self.received.append((time.monotonic(), a.astype(np.int16)))
+        await collect_frames(track, self.received, stereo=False)
 
     async def offer(self) -> str:
         await self.pc.setLocalDescription(await self.pc.createOffer())

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
 
 from gateway.appkeys import CALLS
 from gateway.audio.g711 import ulaw_decode, ulaw_encode
@@ -29,7 +28,7 @@ from gateway.supervise_takeover import Takeover, Turn
 from tests.fake_twilio import FakeTwilio
 from tests.fake_upstream import FakeUpstream, running_fake
 from tests.gateway_fixtures import ADMIN, Gateway, running_gateway
-from tests.peers import ClientPeer, PcmSourceTrack, tone
+from tests.peers import ClientPeer, PcmSourceTrack, collect_frames, tone
 from tests.waiting import until
 
 RATE = 48_000
@@ -84,13 +83,7 @@ class ListenerPeer:
         self._tasks.append(asyncio.ensure_future(self._pump(track)))
 
     async def _pump(self, track: MediaStreamTrack) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                f = await track.recv()
-                a = f.to_ndarray().reshape(-1)
-                if len(f.layout.channels) == 1:
-                    a = np.repeat(a, 2)
-                self.frames.append((time.monotonic(), a.reshape(-1, 2).astype(np.int16)))
+        await collect_frames(track, self.frames, stereo=True)
 
     async def connect(self, gw: Gateway, call_id: str, path: str = "listen",
                       query: str = "") -> None:
