@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +191,18 @@ def finished_call(root: Path, call_id: str, audio_bytes: int) -> Path:
     return d
 
 
+@contextlib.asynccontextmanager
+async def running_uploader(cfg: config_mod.RecordingConfig, root: Path,
+                           on_error: Callable[[], None] | None = None
+                           ) -> AsyncIterator[S3Uploader]:
+    uploader = S3Uploader(cfg, root, on_error=on_error)
+    await uploader.start()
+    try:
+        yield uploader
+    finally:
+        await uploader.stop()
+
+
 def multipart_cfg(url: str, attempts: int = 3) -> config_mod.RecordingConfig:
     return config_mod.load(None, gw_env(
         url, GATEWAY_RECORDING_S3_MULTIPART_THRESHOLD_MIB="6",
@@ -229,14 +242,10 @@ async def test_large_file_goes_up_in_parts_and_is_verified(moto_url: str,
     d = finished_call(tmp_path, "rtc_big1", BIG)
     files = json.loads((d / "metadata.json").read_text())["files"]
     async with fault_proxy(moto_url) as (proxy, url):
-        uploader = S3Uploader(multipart_cfg(url), tmp_path)
-        await uploader.start()
-        try:
+        async with running_uploader(multipart_cfg(url), tmp_path) as uploader:
             t0 = time.perf_counter()
             assert await uploader.upload_call(d)
             elapsed = time.perf_counter() - t0
-        finally:
-            await uploader.stop()
     print(f"multipart upload of {BIG / MIB:.1f} MiB through the proxy: {elapsed:.2f} s")
     assert len(proxy.calls("POST", "uploads")) == 1
     assert sorted(int(q["partNumber"]) for q in proxy.calls("PUT", "partNumber")) == [1, 2, 3]
@@ -277,12 +286,8 @@ async def test_transient_part_error_is_retried_in_place(moto_url: str,
 
     async with fault_proxy(moto_url) as (proxy, url):
         proxy.fail = fail
-        uploader = S3Uploader(multipart_cfg(url), tmp_path)
-        await uploader.start()
-        try:
+        async with running_uploader(multipart_cfg(url), tmp_path) as uploader:
             assert await uploader.upload_call(d)
-        finally:
-            await uploader.stop()
     assert proxy.failed == 1 and len(part2) == 2 and part2[0] == part2[1]
     assert len(proxy.calls("POST", "uploads")) == 1 and not proxy.calls("DELETE", "uploadId")
     data, _head = await stored(moto_url, AUDIO_KEY.format("rtc_big2"))
@@ -309,12 +314,9 @@ async def test_failing_part_aborts_the_upload_and_a_new_upload_succeeds(
     async with fault_proxy(moto_url) as (proxy, url):
         proxy.fail = fail
         errors: list[int] = []
-        uploader = S3Uploader(multipart_cfg(url), tmp_path, on_error=lambda: errors.append(1))
-        await uploader.start()
-        try:
+        async with running_uploader(multipart_cfg(url), tmp_path,
+                                    on_error=lambda: errors.append(1)) as uploader:
             assert await uploader.upload_call(d)
-        finally:
-            await uploader.stop()
     assert proxy.failed == 2 and not errors  # the part and the client's one retry of it
     assert [q["uploadId"] for q in proxy.calls("DELETE", "uploadId")] == doomed
     assert len(proxy.calls("POST", "uploads")) == 2
@@ -347,12 +349,8 @@ async def test_part_corrupted_in_transit_is_caught_and_reuploaded(moto_url: str,
 
     async with fault_proxy(moto_url) as (proxy, url):
         proxy.corrupt = corrupt
-        uploader = S3Uploader(multipart_cfg(url), tmp_path)
-        await uploader.start()
-        try:
+        async with running_uploader(multipart_cfg(url), tmp_path) as uploader:
             assert await uploader.upload_call(d)
-        finally:
-            await uploader.stop()
     assert proxy.corrupted == 1
     assert len(proxy.calls("DELETE", "uploadId")) == 1
     assert len(proxy.calls("POST", "uploads")) == 2
@@ -372,13 +370,9 @@ async def test_part_failing_every_time_keeps_local_copy_and_no_parts(moto_url: s
     async with fault_proxy(moto_url) as (proxy, url):
         proxy.fail = lambda r: r.method == "PUT" and r.query.get("partNumber") == "2"
         errors: list[int] = []
-        uploader = S3Uploader(multipart_cfg(url, attempts=2), tmp_path,
-                              on_error=lambda: errors.append(1))
-        await uploader.start()
-        try:
+        async with running_uploader(multipart_cfg(url, attempts=2), tmp_path,
+                                    on_error=lambda: errors.append(1)) as uploader:
             assert not await uploader.upload_call(d)
-        finally:
-            await uploader.stop()
     assert errors == [1] and uploader.failed == 1
     assert len(proxy.calls("DELETE", "uploadId")) == 2  # each attempt aborted its upload
     assert await open_uploads(moto_url) == []
