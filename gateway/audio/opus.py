@@ -31,8 +31,6 @@ APPLICATION_AUDIO = 2049
 APPLICATION_RESTRICTED_LOWDELAY = 2051
 SET_BITRATE = 4002
 SET_COMPLEXITY = 4010
-SET_INBAND_FEC = 4012
-SET_PACKET_LOSS_PERC = 4014
 MAX_FRAME_MS = 120
 MAX_PACKET_BYTES = 1500
 
@@ -78,8 +76,6 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.opus_strerror.restype = ctypes.c_char_p
     lib.opus_strerror.argtypes = [ip]
     lib.opus_get_version_string.restype = ctypes.c_char_p
-    lib.opus_packet_get_nb_samples.restype = ip
-    lib.opus_packet_get_nb_samples.argtypes = [ctypes.c_char_p, i32, i32]
     if hasattr(lib, "opus_packet_has_lbrr"):  # libopus >= 1.5
         lib.opus_packet_has_lbrr.restype = ip
         lib.opus_packet_has_lbrr.argtypes = [ctypes.c_char_p, i32]
@@ -108,11 +104,6 @@ class OpusDecoder:
         _check(err.value, "opus_decoder_create")
         self._max = rate * MAX_FRAME_MS // 1000
         self._buf = ctypes.create_string_buffer(self._max * channels * 2)
-
-    def samples_in(self, packet: bytes) -> int:
-        """Samples per channel ``packet`` decodes to at this rate (0 if it is malformed)."""
-        n = self._lib.opus_packet_get_nb_samples(packet, len(packet), self.rate)
-        return max(0, int(n))
 
     def has_fec(self, packet: bytes) -> bool | None:
         """Whether ``packet`` carries an in-band FEC copy of the previous frame (None: this

@@ -47,7 +47,6 @@ class InboundOpus:
         self._frame = SAMPLE_RATE // 50
         self._expected_ts: int | None = None
         self.malformed = 0
-        self.concealed_samples = 0
         self._failed = False
 
     @property
@@ -92,7 +91,6 @@ class InboundOpus:
             if data is not None and samples == step and self._decoder.has_fec(data):
                 self.buffer.stats.recovered += 1
             samples -= max(len(pcm), 1)
-            self.concealed_samples += len(pcm)
             if self._expected_ts is not None:
                 self._expected_ts = (self._expected_ts + len(pcm) * self._ticks) & 0xFFFFFFFF
             self._emit(pcm)
