@@ -56,6 +56,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from gateway.audio import opus
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -681,11 +683,11 @@ def machine_info() -> dict[str, Any]:
     with contextlib.suppress(OSError), open("/proc/meminfo") as f:
         mem = f.readline().split(":", 1)[1].strip()
     versions: dict[str, str] = {"python": platform.python_version()}
-    for dist in ("aiortc", "aioice", "av", "aiohttp", "numpy", "prometheus-client"):
+    for dist in ("aiortc", "aioice", "av", "aiohttp", "numpy", "prometheus-client", "uvloop"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[dist] = importlib.metadata.version(dist)
     return {"nproc": len(os.sched_getaffinity(0)), "cpu_model": model, "mem_total": mem,
-            "kernel": platform.release(), "versions": versions}
+            "kernel": platform.release(), "versions": {**versions, "libopus": opus.version()}}
 
 
 # -- main -------------------------------------------------------------------------------

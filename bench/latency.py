@@ -45,7 +45,6 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import json
 import os
 import queue
@@ -72,6 +71,8 @@ from bench.calls import (
     machine_info,
     proc_cpu_s,
     proc_status,
+    pythonpath,
+    snapshot_gateway,
     stop,
     wait_http,
 )
@@ -108,31 +109,14 @@ CONDITIONS = {
     "loss2": Condition("loss2", 0.02, 30.0, 20.0),
     "loss5": Condition("loss5", 0.05, 30.0, 20.0),
 }
-SNAPSHOT: list[Path] = []
 
 
 # -- processes --------------------------------------------------------------------------
 
 
-def pythonpath() -> str:
-    return os.pathsep.join([*(str(p) for p in SNAPSHOT), str(ROOT)])
-
-
 def base_env() -> dict[str, str]:
+    """Children run the gateway from the copy ``snapshot_gateway`` froze (bench.calls)."""
     return dict(os.environ, PYTHONPATH=pythonpath())
-
-
-def snapshot_gateway(logdir: Path) -> str:
-    """Copy ``gateway/`` aside and run everything from the copy, so one bench run measures one
-    revision while the tree is being edited. Returns a hash of the copied sources."""
-    src = logdir / "src"
-    shutil.copytree(ROOT / "gateway", src / "gateway",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    SNAPSHOT[:] = [src]
-    digest = hashlib.sha256()
-    for f in sorted((src / "gateway").rglob("*.py")):
-        digest.update(str(f.relative_to(src)).encode() + b"\0" + f.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 class LineProc(JsonLineProc):
@@ -688,8 +672,10 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.UTC)
     print(f"{command}\nlogs: {logdir}", flush=True)
     ctx = Ctx(args, logdir)
+    source = snapshot_gateway(logdir)
     meta: dict[str, Any] = {"command": command, "date": started.isoformat(timespec="seconds"),
-                            "machine": machine_info(), "gateway_sha256": snapshot_gateway(logdir)}
+                            "machine": machine_info(), "gateway_sha256": source["gateway_sha256"],
+                            "source": source}
     if args.overload:
         res = overload_run(ctx)
         save(args.out, "overload", {**meta, **res})
