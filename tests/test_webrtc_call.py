@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from gateway.appkeys import CALLS
+from gateway.api.appkeys import CALLS
 from tests.fake_upstream import REAL_MODEL, running_fake
 from tests.gateway_fixtures import running_gateway
 from tests.peers import ClientPeer, PcmSourceTrack, dominant_freq, rms_dbfs, tone

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from .config import EngineConfig
 from .engine import Engine
+from .handlers import HANDLERS
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ async def _realtime(request: web.Request) -> web.StreamResponse:
         return web.json_response(body, status=400, dumps=json.dumps)
     await ws.prepare(request)
     app = request.app
-    session = Session(ws, app[ENGINE_KEY], app[CONFIG_KEY])
+    session = Session(ws, app[ENGINE_KEY], app[CONFIG_KEY], HANDLERS)
     log.info("session %s opened (model requested: %s)", session.id,
              request.query.get("model", "-"))
     app[SESSIONS_KEY].add(session)

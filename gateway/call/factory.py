@@ -12,26 +12,27 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from gateway.cluster.registry import CallInfo, LocalCalls, Registry
+from gateway.config import Config, Profile
+from gateway.errors import ApiError
+from gateway.ids import new_id
+from gateway.legs.base import Leg
+from gateway.legs.ice import PORTS_EXHAUSTED, MediaNetwork
+from gateway.legs.webrtc import WebRtcLeg
+from gateway.legs.websocket import WebSocketLeg
+from gateway.obs.metrics import Metrics, bounded
+from gateway.recording.s3 import S3Uploader
+from gateway.tools.demo import DemoDb
+from gateway.tools.registry import ToolRegistry
+from gateway.upstream.client import UpstreamConnection, UpstreamError
+
 from . import policy
-from .call_recording import CallRecording
-from .config import Config, Profile
 from .continuity import UpstreamKeeper
-from .dialects import attach_beta
-from .errors import ApiError
+from .dialect import attach_beta
 from .guards import CallGuards
-from .ids import new_id
-from .legs.base import Leg
-from .legs.ice import PORTS_EXHAUSTED, MediaNetwork
-from .legs.webrtc import WebRtcLeg
-from .legs.websocket import WebSocketLeg
-from .metrics import Metrics, bounded
-from .recording.s3 import S3Uploader
-from .registry import CallInfo, LocalCalls, Registry
+from .recording import CallRecording
 from .session import CallSession
 from .toolrounds import ToolRounds
-from .tools.demo import DemoDb
-from .tools.registry import ToolRegistry
-from .upstream.client import UpstreamConnection, UpstreamError
 
 log = logging.getLogger("gateway.calls")
 

@@ -17,10 +17,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .metrics import Metrics
+from gateway.obs.metrics import Metrics
+from gateway.tools.registry import ToolError, ToolRegistry
+from gateway.upstream.client import gateway_event_id
+
 from .session import CallSession
-from .tools.registry import ToolError, ToolRegistry
-from .upstream.client import gateway_event_id
 
 log = logging.getLogger("gateway.tools")
 

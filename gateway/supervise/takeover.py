@@ -33,13 +33,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import policy
-from .audio.g711 import alaw_encode, ulaw_encode
-from .audio.levels import measure
-from .audio.resample import down_24k_to_8k
-from .ids import new_id
-from .session import CallSession, Event
-from .upstream.client import gateway_event_id
+from gateway.audio.g711 import alaw_encode, ulaw_encode
+from gateway.audio.levels import measure
+from gateway.audio.resample import down_24k_to_8k
+from gateway.call import policy
+from gateway.call.session import CallSession, Event
+from gateway.ids import new_id
+from gateway.upstream.client import gateway_event_id
 
 log = logging.getLogger("gateway.supervise")
 

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-from ..errors import ApiError, bad_request
-from .layout import AUDIO_OPUS, AUDIO_WAV, TRANSCRIPT, iso_utc, parse_time
-from .s3_list import S3Listing, list_merged
-from .store import (
+from gateway.errors import ApiError, bad_request
+from gateway.recording.layout import AUDIO_OPUS, AUDIO_WAV, TRANSCRIPT, iso_utc, parse_time
+from gateway.recording.s3_list import S3Listing, list_merged
+from gateway.recording.store import (
     InvalidCallId,
     InvalidQuery,
     RecordingInProgress,
@@ -37,7 +37,7 @@ from .store import (
 )
 
 if TYPE_CHECKING:
-    from .s3 import S3Uploader
+    from gateway.recording.s3 import S3Uploader
 
 _T = TypeVar("_T")
 
@@ -149,7 +149,7 @@ async def _list(request: web.Request) -> web.StreamResponse:
 
 
 def _s3(request: web.Request) -> S3Uploader | None:
-    from ..appkeys import S3_UPLOADER  # late: appkeys imports the call factory
+    from .appkeys import S3_UPLOADER  # late: appkeys imports the call factory
     return request.app.get(S3_UPLOADER)
 
 

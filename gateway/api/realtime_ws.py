@@ -6,21 +6,22 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.config import Config, Profile
+from gateway.errors import ApiError, bad_request, unauthorized
+from gateway.upstream.dialect_checks import DialectError
+from gateway.upstream.dialect_session import (
+    beta_session_create_request_to_ga,
+    ga_client_secret_to_beta_session_response,
+)
+
 from .appkeys import CONFIG, FACTORY, METRICS, TOKENS
-from .config import Config, Profile
-from .errors import ApiError, bad_request, unauthorized
-from .signaling import (
+from .realtime_http import (
     check_api_key,
     read_json,
     read_sdp,
     resolve_profile,
     session_from_request,
     ttl_from,
-)
-from .upstream.dialect_checks import DialectError
-from .upstream.dialect_session import (
-    beta_session_create_request_to_ga,
-    ga_client_secret_to_beta_session_response,
 )
 
 routes = web.RouteTableDef()

@@ -9,10 +9,11 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from . import policy
+from gateway.call import policy
+from gateway.config import Config, Profile
+from gateway.errors import ApiError, bad_request, unauthorized
+
 from .appkeys import CALLS, CONFIG, FACTORY, METRICS, TOKENS
-from .config import Config, Profile
-from .errors import ApiError, bad_request, unauthorized
 from .forwarding import forward_to_owner
 
 log = logging.getLogger("gateway.signaling")

@@ -14,7 +14,7 @@ caller alone: what a supervisor who has taken the call over hears, so they do no
 themselves come back). All layouts share one packet clock (``pts`` = tick x 960 at 1/48000), so a
 track can move between layouts without its RTP timestamps going backwards.
 
-Pure asyncio + PyAV; no aiortc peer code (that is :mod:`gateway.supervise`).
+Pure asyncio + PyAV; no aiortc peer code (that is :mod:`gateway.supervise.peer`).
 """
 
 from __future__ import annotations
@@ -26,19 +26,16 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import av
 import numpy as np
 import numpy.typing as npt
 
-from .audio.formats import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES
-from .audio.resample import Interpolator
-from .legs.playout import QueuedFrame
-from .session import SessionHooks
-
-if TYPE_CHECKING:
-    from .supervise_peer import ListenerTrack
+from gateway.audio.formats import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES
+from gateway.audio.resample import Interpolator
+from gateway.call.session import SessionHooks
+from gateway.legs.playout import QueuedFrame
 
 log = logging.getLogger("gateway.supervise")
 
@@ -56,6 +53,15 @@ OPUS_OPTIONS = {"application": "voip", "frame_duration": "20", "compression_leve
 SILENT_TICKS_BEFORE_CACHE = 5
 
 TICK_S = FRAME_MS / 1000
+
+
+class PacketSink(Protocol):
+    """What the hub needs of a listener's track (:class:`gateway.supervise.peer.ListenerTrack`):
+    its layout, and a place to push each packet with the time it was made."""
+
+    layout: Layout
+
+    def push(self, packet: av.Packet[Any], t: float) -> None: ...
 #: Ungated (caller) buffer: beyond this many frames the oldest are dropped.
 CALLER_MAX_FRAMES = 8
 #: Gated (agent) buffer: frames later than this are dropped; total cap (a WebSocket leg
@@ -156,7 +162,7 @@ class OpusOut:
         ctx.time_base = TIME_BASE
         ctx.options = dict(OPUS_OPTIONS)
         self.ctx = ctx
-        self.tracks: set[ListenerTrack] = set()
+        self.tracks: set[PacketSink] = set()
         self.packets = 0
         self.encoded = 0
         self.encode_s = 0.0
@@ -231,10 +237,10 @@ class ListenHub:
     # -- membership -----------------------------------------------------------------------
 
     @property
-    def tracks(self) -> list[ListenerTrack]:
+    def tracks(self) -> list[PacketSink]:
         return [t for out in self.outs.values() for t in out.tracks]
 
-    def add(self, track: ListenerTrack) -> None:
+    def add(self, track: PacketSink) -> None:
         out = self.outs.get(track.layout)
         if out is None:
             out = self.outs[track.layout] = OpusOut(track.layout)
@@ -244,21 +250,21 @@ class ListenHub:
             self._hooks.agent_audio.append(self._on_agent)
             self._task = asyncio.create_task(self._run(), name="listen-mixer")
 
-    def move(self, track: ListenerTrack, layout: Layout) -> None:
+    def move(self, track: PacketSink, layout: Layout) -> None:
         if track.layout == layout:
             return
         self._detach(track)
         track.layout = layout
         self.add(track)
 
-    def _detach(self, track: ListenerTrack) -> None:
+    def _detach(self, track: PacketSink) -> None:
         out = self.outs.get(track.layout)
         if out is not None:
             out.tracks.discard(track)
             if not out.tracks:
                 del self.outs[track.layout]  # a layout nobody hears is not encoded
 
-    async def remove(self, track: ListenerTrack) -> None:
+    async def remove(self, track: PacketSink) -> None:
         self._detach(track)
         if not self.outs:
             await self.stop()

@@ -1,6 +1,6 @@
 """The small state types of a call and its extension points (hooks).
 
-Kept apart from :mod:`gateway.session` so the session module holds behaviour only.
+Kept apart from :mod:`gateway.call.session` so the session module holds behaviour only.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .audio.formats import WireFormat
-from .legs.playout import QueuedFrame
-from .metrics import Metrics
+from gateway.audio.formats import WireFormat
+from gateway.legs.playout import QueuedFrame
+from gateway.obs.metrics import Metrics
 
 Event = dict[str, Any]
 

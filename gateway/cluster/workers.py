@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .config import Config
+from gateway.config import Config
 
 log = logging.getLogger("gateway.workers")
 INTERNAL_PORT_OFFSET = 100

@@ -4,8 +4,8 @@
 sender packetizes them without encoding (``RTCRtpSender._next_encoded_frame`` ->
 ``OpusEncoder.pack``).
 
-The only aiortc peer code of the supervise feature (:mod:`gateway.supervise` owns the peers;
-:mod:`gateway.supervise_mix` makes the packets). No STUN server, as for callers.
+The only aiortc peer code of the supervise feature (:mod:`gateway.supervise.supervision` owns
+the peers; :mod:`gateway.supervise.mix` makes the packets). No STUN server, as for callers.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
-from .errors import ApiError
-from .legs.inbound import InboundOpus
-from .legs.webrtc import OPUS_RTPMAP, accept_offer, close_peer, drain
-from .supervise_mix import Layout, _percentiles
+from gateway.errors import ApiError
+from gateway.legs.inbound import InboundOpus
+from gateway.legs.webrtc import OPUS_RTPMAP, accept_offer, close_peer, drain
+
+from .mix import Layout, _percentiles
 
 #: A listener whose ICE/DTLS has not connected by then is dropped.
 SETUP_TIMEOUT_S = 20.0

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.upstream import dialect
+from gateway.upstream.dialect_checks import DialectError
+
 from .session import CallSession
-from .upstream import dialect
-from .upstream.dialect_checks import DialectError
 
 Event = dict[str, Any]
 

@@ -39,9 +39,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
-from .config import Config
-from .errors import ApiError
-from .metrics import Metrics
+from gateway.config import Config
+from gateway.errors import ApiError
+from gateway.obs.metrics import Metrics
+
 from .registry import CallInfo, MemoryRegistry, Registry
 
 log = logging.getLogger("gateway.registry")
@@ -114,7 +115,7 @@ def _str(value: str | bytes) -> str:
 
 
 class RedisRegistry:
-    """:class:`~gateway.registry.Registry` on Redis, with this instance's heartbeat."""
+    """:class:`~gateway.cluster.registry.Registry` on Redis, with this instance's heartbeat."""
 
     def __init__(self, client: aioredis.Redis, *, instance_id: str, url: str,
                  heartbeat_s: float = 2.0, prefix: str = "gw:",
@@ -404,7 +405,7 @@ class LostCallReporter:
             self.metrics.calls_total.labels(c.transport, "instance_lost").inc()
         repaired: list[str] = []
         if self.root is not None and self.root.is_dir():
-            from .recording.recover import recover
+            from gateway.recording.recover import recover
 
             try:
                 repaired = await asyncio.to_thread(recover, self.root)

@@ -11,13 +11,14 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.errors import ApiError
+from gateway.recording.recover import recover
+from gateway.recording.s3 import S3Uploader
+from gateway.recording.store import RecordingStore
+
+from . import recordings as recordings_api
 from .appkeys import CALLS, CONFIG, FACTORY, METRICS, REGISTRY, S3_UPLOADER
-from .errors import ApiError
 from .forwarding import forward_to_owner
-from .recording import api as recordings_api
-from .recording.recover import recover
-from .recording.s3 import S3Uploader
-from .recording.store import RecordingStore
 
 log = logging.getLogger("gateway.admin")
 audit = logging.getLogger("gateway.audit")

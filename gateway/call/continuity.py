@@ -18,14 +18,15 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .call_recording import cut_transcript
-from .metrics import bounded
-from .session import CallSession, ItemState
-from .upstream.client import (
+from gateway.obs.metrics import bounded
+from gateway.upstream.client import (
     UpstreamConnection,
     UpstreamError,
     gateway_event_id,
 )
+
+from .recording import cut_transcript
+from .session import CallSession, ItemState
 
 log = logging.getLogger("gateway.continuity")
 

@@ -27,14 +27,15 @@ from twilio.request_validator import (
 )
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
-from .. import policy
-from ..appkeys import CALLS, CONFIG, FACTORY, METRICS, TOKENS
-from ..config import Config
-from ..errors import ApiError
-from ..session import CallSession
-from ..tokens import Grant
-from ..upstream.client import UpstreamError, gateway_event_id
-from .twilio_leg import TwilioLeg, as_int
+from gateway.call import policy
+from gateway.call.session import CallSession
+from gateway.config import Config
+from gateway.errors import ApiError
+from gateway.legs.twilio_leg import TwilioLeg, as_int
+from gateway.upstream.client import UpstreamError, gateway_event_id
+
+from .appkeys import CALLS, CONFIG, FACTORY, METRICS, TOKENS
+from .tokens import Grant
 
 log = logging.getLogger("gateway.twilio")
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from .errors import ApiError
+from gateway.errors import ApiError
 
 
 @dataclass(frozen=True, slots=True)

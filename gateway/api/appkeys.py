@@ -5,11 +5,12 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
-from .calls import CallFactory
-from .config import Config
-from .metrics import Metrics
-from .recording.s3 import S3Uploader
-from .registry import LocalCalls, Registry
+from gateway.call.factory import CallFactory
+from gateway.cluster.registry import LocalCalls, Registry
+from gateway.config import Config
+from gateway.obs.metrics import Metrics
+from gateway.recording.s3 import S3Uploader
+
 from .tokens import TokenService
 
 CONFIG = web.AppKey("config", Config)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from gateway.errors import ApiError
+
 from .appkeys import CONFIG, FACTORY, METRICS, TOKENS
-from .errors import ApiError
 
 STATIC = Path(__file__).parent / "static"
 routes = web.RouteTableDef()

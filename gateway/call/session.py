@@ -20,29 +20,30 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from gateway.audio.formats import WireFormat, bytes_per_ms
+from gateway.audio.levels import measure, measure_bytes
+from gateway.config import Config, Profile
+from gateway.errors import error_event
+from gateway.ids import new_id
+from gateway.legs.base import Leg
+from gateway.legs.playout import QueuedFrame
+from gateway.obs.logs import call_context, call_id_var
+from gateway.obs.metrics import Metrics, bounded
+from gateway.upstream.client import (
+    GATEWAY_EVENT_PREFIX,
+    UpstreamClosed,
+    UpstreamConnection,
+    gateway_event_id,
+)
+
 from . import policy
-from .audio.formats import WireFormat, bytes_per_ms
-from .audio.levels import measure, measure_bytes
-from .callstate import (
+from .state import (
     CLIENT_EVENT_TYPES,
     CallStats,
     DirectionMetrics,
     ItemState,
     SessionHooks,
     wire_format_of,
-)
-from .config import Config, Profile
-from .errors import error_event
-from .ids import new_id
-from .legs.base import Leg
-from .legs.playout import QueuedFrame
-from .logs import call_context, call_id_var
-from .metrics import Metrics, bounded
-from .upstream.client import (
-    GATEWAY_EVENT_PREFIX,
-    UpstreamClosed,
-    UpstreamConnection,
-    gateway_event_id,
 )
 
 log = logging.getLogger("gateway.session")

@@ -10,11 +10,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .audio.formats import PCM_BYTES_PER_MS
-from .legs.playout import QueuedFrame
-from .metrics import Metrics
-from .recording.recorder import CallRecorder, TranscriptKind
-from .recording.s3 import S3Uploader
+from gateway.audio.formats import PCM_BYTES_PER_MS
+from gateway.legs.playout import QueuedFrame
+from gateway.obs.metrics import Metrics
+from gateway.recording.recorder import CallRecorder, TranscriptKind
+from gateway.recording.s3 import S3Uploader
+
 from .session import CallSession, ItemState
 
 log = logging.getLogger("gateway.recording")

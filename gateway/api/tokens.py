@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ApiError
-from .registry import Registry
+from gateway.cluster.registry import Registry
+from gateway.errors import ApiError
 
 PREFIX = "ek_"
 

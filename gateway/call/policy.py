@@ -11,7 +11,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from .config import VAD_PRESETS, Profile
+from gateway.config import VAD_PRESETS, Profile
 
 Session = dict[str, Any]
 ToolLookup = Callable[[str], dict[str, Any] | None]

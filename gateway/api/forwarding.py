@@ -20,8 +20,9 @@ import logging
 import aiohttp
 from aiohttp import web
 
+from gateway.errors import ApiError
+
 from .appkeys import CONFIG, HTTP, REGISTRY
-from .errors import ApiError
 
 log = logging.getLogger("gateway.forwarding")
 

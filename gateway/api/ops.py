@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from gateway.cluster.metrics_merge import fetch_all
+
 from .appkeys import CALLS, CONFIG, HTTP, METRICS
-from .metrics_merge import fetch_all
 
 routes = web.RouteTableDef()
 

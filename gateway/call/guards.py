@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .audio.levels import DIGITAL_SILENCE_DBFS
-from .config import GuardConfig
-from .ids import new_id
+from gateway.audio.levels import DIGITAL_SILENCE_DBFS
+from gateway.config import GuardConfig
+from gateway.ids import new_id
+from gateway.upstream.client import gateway_event_id
+
 from .session import CallSession
-from .upstream.client import gateway_event_id
 
 IDLE_PROMPT = "Briefly ask whether the caller is still there."
 IDLE_GOODBYE = "Say a short, friendly goodbye because the caller has gone quiet."
