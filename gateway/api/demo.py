@@ -14,7 +14,7 @@ from gateway.errors import ApiError
 
 from .appkeys import CONFIG, FACTORY, METRICS, TOKENS
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).parent.parent / "static"
 routes = web.RouteTableDef()
 
 

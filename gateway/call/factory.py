@@ -216,7 +216,7 @@ class CallFactory:
     async def resume_webrtc(self, *, resume_token: str, offer_sdp: str) -> tuple[CallSession, str]:
         """A caller whose connection dropped comes back: a new peer joins the held call."""
         call = self.calls.by_resume_token(resume_token)
-        if not isinstance(call, CallSession) or call._closing:
+        if not isinstance(call, CallSession) or call.closing:
             raise ApiError(404, "call_not_found", "No held call for this resume token; it "
                            "ended or the grace period passed.")
         leg = self._webrtc_leg(call)
