@@ -9,21 +9,17 @@ and makes the upstream forget what was not heard.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from gateway.audio.levels import measure_bytes
 from gateway.ids import new_id
 from gateway.legs.playout import QueuedFrame
 from gateway.upstream.client import gateway_event_id
 
-from .state import DirectionMetrics, ItemState
-
-if TYPE_CHECKING:
-    from .session import CallSession
+from .state import CallPort, DirectionMetrics, ItemState
 
 
 class AgentAudio:
-    def __init__(self, call: CallSession) -> None:
+    def __init__(self, call: CallPort) -> None:
         self.call = call
         self._m = DirectionMetrics(call.metrics, "out")
         #: Assistant items being spoken, by item id.

@@ -10,17 +10,15 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gateway.ids import new_id
 
 from . import policy
-from .state import Event
-
-if TYPE_CHECKING:
-    from .session import CallSession
+from .agent_audio import AgentAudio
+from .intake import CallerIntake
+from .state import CallPort, Event
 
 #: One append may carry at most this much audio (OpenAI's limit).
 MAX_APPEND_BYTES = 15 * 1024 * 1024
@@ -34,8 +32,10 @@ def _event_id(event: Event) -> str | None:
 class ClientEvents:
     """The handlers of one call's client events, keyed by event type."""
 
-    def __init__(self, call: CallSession) -> None:
+    def __init__(self, call: CallPort, agent: AgentAudio, intake: CallerIntake) -> None:
         self.call = call
+        self.agent = agent
+        self.intake = intake
         self.table: dict[str, Callable[[Event], None]] = {
             "session.update": self.session_update,
             "output_audio_buffer.clear": self.output_clear,
@@ -60,7 +60,7 @@ class ClientEvents:
             call.upstream.send(out)
 
     def output_clear(self, event: Event) -> None:
-        rid = self.call.agent.interrupt(reason="client")
+        rid = self.agent.interrupt(reason="client")
         self.call.send_to_client({"type": "output_audio_buffer.cleared",
                                   "event_id": new_id("event"), "response_id": rid})
 
@@ -97,4 +97,4 @@ class ClientEvents:
             call.client_error("audio_too_large", "One append may carry at most 15 MiB.",
                               param="audio", client_event_id=eid)
             return
-        call.on_caller_audio(np.frombuffer(pcm, dtype="<i2"))
+        self.intake.push(np.frombuffer(pcm, dtype="<i2"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -17,14 +16,11 @@ import numpy.typing as npt
 from gateway.audio.formats import bytes_per_ms
 from gateway.audio.levels import measure
 
-from .state import DirectionMetrics
-
-if TYPE_CHECKING:
-    from .session import CallSession
+from .state import CallPort, DirectionMetrics
 
 
 class CallerIntake:
-    def __init__(self, call: CallSession) -> None:
+    def __init__(self, call: CallPort) -> None:
         self.call = call
         self._m = DirectionMetrics(call.metrics, "in")
         self._buf = bytearray()

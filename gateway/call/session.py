@@ -76,10 +76,10 @@ class CallSession:
         #: Set by the continuity keeper: called when a retryable upstream loss happens.
         self.on_upstream_lost: Callable[[str], None] | None = None
         # The rooms this session composes.
-        self.client_events = ClientEvents(self)
-        self.upstream_events = UpstreamEvents(self)
         self.intake = CallerIntake(self)
         self.agent = AgentAudio(self)
+        self.client_events = ClientEvents(self, self.agent, self.intake)
+        self.upstream_events = UpstreamEvents(self, self.agent)
         # The leg's sink (:class:`gateway.legs.base.LegSink`), bound once: these run per frame.
         self.on_caller_audio = self.intake.push
         self.on_agent_frame = self.agent.on_frame

@@ -1,6 +1,8 @@
-"""The small state types of a call and its extension points (hooks).
+"""The small state types of a call, its extension points (hooks), and what a room sees of it.
 
-Kept apart from :mod:`gateway.call.session` so the session module holds behaviour only.
+Kept apart from :mod:`gateway.call.session` so the session module holds behaviour only, and
+so the session's rooms (client events, upstream events, intake, agent audio) depend on
+:class:`CallPort` instead of importing the session that composes them.
 """
 
 from __future__ import annotations
@@ -8,11 +10,16 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.audio.formats import WireFormat
+from gateway.config import Config, Profile
+from gateway.legs.base import Leg
 from gateway.legs.playout import QueuedFrame
 from gateway.obs.metrics import Metrics
+from gateway.upstream.client import UpstreamConnection
+
+from .policy import ToolLookup
 
 Event = dict[str, Any]
 
@@ -80,3 +87,33 @@ def wire_format_of(session: Event) -> WireFormat:
     fmt = ((session.get("audio") or {}).get("input") or {}).get("format") or {}
     kind = fmt.get("type") if isinstance(fmt, dict) else None
     return kind if kind in ("audio/pcmu", "audio/pcma") else "audio/pcm"
+
+
+class CallPort(Protocol):
+    """What the session's rooms use of their call (:class:`gateway.call.session.CallSession`)."""
+
+    config: Config
+    profile: Profile
+    metrics: Metrics
+    transport: str
+    #: The client-visible GA session config.
+    session: Event
+    tool_lookup: ToolLookup
+    stats: CallStats
+    hooks: SessionHooks
+    leg: Leg | None
+    upstream: UpstreamConnection | None
+    wire_format: WireFormat
+    active_response: str | None
+    closing: bool
+
+    def call_ms(self) -> float: ...
+
+    def send_to_client(self, event: Event) -> None: ...
+
+    def client_error(self, code: str, message: str, *, param: str | None = None,
+                     client_event_id: str | None = None) -> None: ...
+
+    def forward(self, event: Event) -> None: ...
+
+    def client_session(self, upstream_session: Any) -> Event: ...

@@ -12,17 +12,14 @@ import binascii
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from gateway.audio.formats import bytes_per_ms
 from gateway.ids import new_id
 from gateway.obs.metrics import bounded
 from gateway.upstream.client import GATEWAY_EVENT_PREFIX
 
-from .state import Event
-
-if TYPE_CHECKING:
-    from .session import CallSession
+from .agent_audio import AgentAudio
+from .state import CallPort, Event
 
 log = logging.getLogger("gateway.session")
 
@@ -30,8 +27,9 @@ log = logging.getLogger("gateway.session")
 class UpstreamEvents:
     """The handlers of one call's upstream events, keyed by event type."""
 
-    def __init__(self, call: CallSession) -> None:
+    def __init__(self, call: CallPort, agent: AgentAudio) -> None:
         self.call = call
+        self.agent = agent
         self._response_created_at: dict[str, float] = {}
         self.table: dict[str, Callable[[Event], None]] = {
             "session.created": self.drop,
@@ -79,7 +77,7 @@ class UpstreamEvents:
             return
         item_id = str(event.get("item_id", ""))
         rid = str(event.get("response_id", ""))
-        st = call.agent.item(item_id, rid)
+        st = self.agent.item(item_id, rid)
         if st.received_ms == 0:  # the item's first audio
             created = self._response_created_at.get(rid)
             if created is not None:
@@ -99,14 +97,14 @@ class UpstreamEvents:
 
     def transcript_delta(self, event: Event) -> None:
         # The transcript may run ahead of the audio: the item's state starts with either.
-        st = self.call.agent.item(str(event.get("item_id", "")),
+        st = self.agent.item(str(event.get("item_id", "")),
                                   str(event.get("response_id", "")))
         st.transcript += str(event.get("delta", ""))
         self.call.forward(event)
 
     def transcript_done(self, event: Event) -> None:
         item_id = str(event.get("item_id", ""))
-        st = self.call.agent.item(item_id, str(event.get("response_id", "")))
+        st = self.agent.item(item_id, str(event.get("response_id", "")))
         st.transcript = str(event.get("transcript", st.transcript))
         for obs in self.call.hooks.agent_text:
             obs(item_id, st)
@@ -115,15 +113,15 @@ class UpstreamEvents:
     def speech_started(self, event: Event) -> None:
         call = self.call
         if call.leg is not None and call.leg.audio_active:
-            rid = call.agent.interrupt(reason="barge_in")
+            rid = self.agent.interrupt(reason="barge_in")
             call.send_to_client({"type": "output_audio_buffer.cleared",
                                  "event_id": new_id("event"), "response_id": rid})
-        call.agent.speech_stopped_at = None
+        self.agent.speech_stopped_at = None
         call.forward(event)
 
     def speech_stopped(self, event: Event) -> None:
-        self.call.agent.speech_stopped_at = time.monotonic()
-        self.call.agent.first_frame_pending = True
+        self.agent.speech_stopped_at = time.monotonic()
+        self.agent.first_frame_pending = True
         self.call.forward(event)
 
     def caller_text(self, event: Event) -> None:

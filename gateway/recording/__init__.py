@@ -4,6 +4,8 @@
 - ``recover`` (recover.py): run at start-up; finalizes calls whose process died.
 - ``RecordingStore`` (store.py): list / verify / export / delete / purge, from the files.
 - ``cli.main``: ``python -m gateway recordings ...``.
+
+May import: audio, obs, config/ids/errors. Its HTTP routes are ``gateway.api.recordings``.
 """
 
 from __future__ import annotations
