@@ -44,6 +44,9 @@ ACKNOWLEDGEMENT = "One moment, please."
 #: The tools the agent delegates under client delegation (Live declares none for the client):
 #: the canonical slot names the client finds in the caller's transcript.
 CLIENT_TOOLS: list[Json] = [{"name": LOOKUP}, {"name": SCHEDULE}]
+#: After ``session.closed``, commands already in flight are answered (``session_closed``)
+#: for this long before the socket closes.
+CLOSE_GRACE_S = 0.2
 #: Live has no turn-detection settings: the engine listens with server VAD's defaults.
 TURNS = TurnDetection("server_vad")
 
@@ -142,7 +145,11 @@ class LiveSession:
     async def _write_loop(self) -> None:
         while True:
             event = await self._outbox.get()
-            if event is None:  # session.closed went out: end the connection
+            if event is None:  # session.closed went out: end the connection, after answering
+                await asyncio.sleep(CLOSE_GRACE_S)  # commands already on their way
+                while not self._outbox.empty():
+                    if (late := self._outbox.get_nowait()) is not None:
+                        await self.ws.send_str(json.dumps(late))
                 await self.ws.close()
                 return
             try:
