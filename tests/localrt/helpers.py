@@ -138,6 +138,15 @@ class Probe:
                 self._changed.clear()
                 await self._changed.wait()
 
+    async def wait_closed(self, within: float = 5.0) -> None:
+        """Until the server has closed the socket cleanly (``close_is_normal``)."""
+        async with asyncio.timeout(within):
+            while not self.closed:
+                if self._failure is not None:
+                    raise self._failure
+                self._changed.clear()
+                await self._changed.wait()
+
     def of(self, type_: str) -> list[Event]:
         return [e for e in self.events if e["type"] == type_]
 

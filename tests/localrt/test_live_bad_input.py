@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -104,6 +103,4 @@ async def test_commands_after_close_are_refused(engine_url: str) -> None:
         assert closed["reason"] == "close_requested"
         err = await probe.next("error")
         assert (err["error"]["code"], err["client_event_id"]) == ("session_closed", "late")
-        async with asyncio.timeout(5):
-            while not probe.closed:
-                await asyncio.sleep(0.05)
+        await probe.wait_closed()
