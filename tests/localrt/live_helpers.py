@@ -3,6 +3,7 @@ the engine, every server event validated against ``openai.types.live`` (tests/or
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 from collections.abc import AsyncIterator, Callable
@@ -29,8 +30,6 @@ class LiveProbe(Probe):
             await self.conn.session.input_audio.append(
                 audio=base64.b64encode(audio[at:at + step]).decode())
             if realtime:
-                import asyncio
-
                 await asyncio.sleep(chunk_ms / 1000 / realtime)
 
     async def start(self, **overrides: Any) -> Event:
@@ -48,7 +47,9 @@ async def connect_live(url: str) -> AsyncIterator[LiveProbe]:
 
     client = AsyncOpenAI(api_key="sk-local", websocket_base_url=url)
     try:
-        async with client.live.connect() as conn, LiveProbe(conn) as probe:
-            yield probe
+        async with client.live.connect() as conn:
+            probe = LiveProbe(conn)
+            async with probe:
+                yield probe
     finally:
         await client.close()
