@@ -124,8 +124,8 @@ class LiveSession:
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)
-            listener = self._listener
-            self._worker.submit(lambda: self.engine.vads.release(listener.close()))
+            if (listener := self._listener) is not None:
+                self._worker.submit(lambda: self.engine.vads.release(listener.close()))
             self._worker.shutdown(wait=False)
             if not self.ws.closed:
                 await self.ws.close()
