@@ -11,7 +11,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from gateway.config import VAD_PRESETS, Profile
+from gateway.config import CHANGEABLE_FIELDS, VAD_PRESETS, Profile
 
 Session = dict[str, Any]
 ToolLookup = Callable[[str], dict[str, Any] | None]
@@ -157,7 +157,7 @@ def apply_update(current: Session, update: Any, profile: Profile, tools: ToolLoo
     if not isinstance(update, dict):
         raise PolicyError("session", "session must be an object.", code="invalid_type")
     _check_shape(update)
-    allowed = set(profile.client_may_change)
+    allowed = set(CHANGEABLE_FIELDS - profile.locked_fields())
     new = copy.deepcopy(current)
     paths = [p for p in (*_PERMISSION, *_FIXED) if _get(update, p)[0]]
     for path in paths:
