@@ -35,8 +35,12 @@ class AgentAudio:
 
     def on_frame(self, frame: QueuedFrame | None, offset_ms: float) -> None:
         call = self.call
-        if self.base_ms is None:
-            self.base_ms = call.call_ms() - offset_ms
+        now_ms = call.call_ms()
+        # Anchored at the first frame; a frame reported late (loop lag then) would leave every
+        # later one placed in the future, which no one can have heard: re-anchor when a frame
+        # lands over 20 ms ahead of the wall clock (as the caller's cursor does).
+        if self.base_ms is None or offset_ms + self.base_ms > now_ms + 20:
+            self.base_ms = now_ms - offset_ms
         offset_ms += self.base_ms
         if frame is None:
             self._m.silent_frames.inc()
