@@ -159,7 +159,10 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = ""
-    cors_origins: tuple[str, ...] = ()
+    #: Origins whose pages may call the ``/v1/`` routes. Any, by default, as at OpenAI: those
+    #: routes authenticate with a bearer key or token, never a cookie, so a page of another
+    #: origin gains nothing it does not already hold. List origins to narrow it.
+    cors_origins: tuple[str, ...] = ("*",)
     max_body_bytes: int = 64 * 1024
     max_calls: int = 200
     demo_enabled: bool = False

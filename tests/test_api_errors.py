@@ -235,3 +235,13 @@ async def test_cors_preflight() -> None:
                                 headers={"Origin": "https://evil.example"}) as r:
             assert "Access-Control-Allow-Origin" not in r.headers
         _ = aiohttp
+    # By default any origin may call the bearer-authenticated /v1/ routes (as at OpenAI),
+    # and nothing else: the admin API is never opened to other origins.
+    async with running_fake() as (_, url), running_gateway(url) as gw:
+        async with gw.http.options(f"{gw.base}/v1/realtime/client_secrets", headers={
+                "Origin": "https://any.example", "Access-Control-Request-Method": "POST"}) as r:
+            assert r.status == 204
+            assert r.headers["Access-Control-Allow-Origin"] == "https://any.example"
+        async with gw.http.get(f"{gw.base}/admin/calls",
+                               headers={"Origin": "https://any.example"}) as r:
+            assert "Access-Control-Allow-Origin" not in r.headers

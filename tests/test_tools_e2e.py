@@ -89,7 +89,10 @@ async def test_client_tools_beside_server_tools_and_no_answering_the_servers() -
                 "type": "realtime", "tools": [{"type": "function", "name": "transfer_money",
                                                "parameters": {"type": "object"}}]}})
             upd = await peer.next_event("session.updated")
-            assert [t["name"] for t in upd["session"]["tools"]] == [
+            assert [t["name"] for t in upd["session"]["tools"]] == ["transfer_money"]
+            # ... and the model has both (the server's tools are not shown to the client).
+            sent = [e for e in fake.conn.received if e["type"] == "session.update"][-1]
+            assert [t["name"] for t in sent["session"]["tools"]] == [
                 "lookup_customer", "schedule_appointment", "transfer_money"]
             # The model calls a server tool; the client tries to answer it itself.
             c = fake.conn

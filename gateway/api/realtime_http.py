@@ -120,8 +120,8 @@ async def client_secrets(request: web.Request) -> web.Response:
     value, expires_at = await app[TOKENS].mint(profile=profile.name, session=session, ttl_s=ttl,
                                               extra={"recording_consent": consent})
     app[METRICS].tokens_minted.labels("ga").inc()
-    shown = dict(session, id=f"sess_{value[-16:]}", object="realtime.session",
-                 expires_at=expires_at)
+    shown = dict(policy.without_server_tools(session, profile, app[FACTORY].tools.spec),
+                 id=f"sess_{value[-16:]}", object="realtime.session", expires_at=expires_at)
     body = {"value": value, "expires_at": expires_at, "session": shown}
     if ice_servers := app[FACTORY].ice.client_ice_servers(user=shown["id"]):
         body["ice_servers"] = ice_servers  # extension: docs/networking.md

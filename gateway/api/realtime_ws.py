@@ -141,7 +141,8 @@ async def beta_sessions(request: web.Request) -> web.Response:
     value, expires_at = await app[TOKENS].mint(profile=profile.name, session=session, ttl_s=ttl,
                                               dialect="beta")
     app[METRICS].tokens_minted.labels("beta").inc()
-    shown = dict(session, id=f"sess_{value[-16:]}", expires_at=expires_at)
+    shown = dict(policy.without_server_tools(session, profile, app[FACTORY].tools.spec),
+                 id=f"sess_{value[-16:]}", expires_at=expires_at)
     out = ga_client_secret_to_beta_session_response(value, expires_at, shown)
     if isinstance(model, str):
         out["model"] = model  # beta clients see the model name they asked for

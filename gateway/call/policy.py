@@ -322,9 +322,25 @@ def for_upstream(session: Session) -> Session:
     return out
 
 
-def for_client(upstream_session: Any, profile: Profile) -> Session:
-    """Rewrite an upstream session object so the client never sees upstream identity."""
+def without_server_tools(session: Session, profile: Profile, tools: ToolLookup) -> Session:
+    """The session as its client sees it: the tools it declared, not the operator's server
+    tools (OpenAI returns the session it was given; the server's tools are the operator's).
+    The model still calls them, and their calls are seen as at OpenAI."""
+    listed = session.get("tools")
+    if not isinstance(listed, list) or not profile.tools:
+        return session
+    out = dict(session)
+    out["tools"] = [t for t in listed if not (
+        (name := _tool_name(t)) is not None and name in profile.tools and
+        (server := tools(name)) is not None and _same_tool(t, server))]
+    return out
+
+
+def for_client(upstream_session: Any, profile: Profile, tools: ToolLookup) -> Session:
+    """Rewrite an upstream session object so the client never sees upstream identity (nor
+    the server's tools)."""
     out: Session = copy.deepcopy(upstream_session) if isinstance(upstream_session, dict) else {}
+    out = without_server_tools(out, profile, tools)
     out["model"] = profile.model
     # GA session events carry the config only (openai.types.realtime.SessionCreatedEvent):
     # no upstream id, object tag or secret.

@@ -168,7 +168,7 @@ class CallSession:
         return (time.time() - self.stats.started_at) * 1000
 
     def client_session(self, upstream_session: Any) -> Event:
-        out = policy.for_client(upstream_session, self.profile)
+        out = policy.for_client(upstream_session, self.profile, self.tool_lookup)
         # The upstream's own model name never reaches a client.
         return out
 
