@@ -144,11 +144,18 @@ async def test_minting_errors(gw: Gateway) -> None:
                                                          "seconds": 99999}}, headers=auth) as r:
         assert r.status == 400
         assert (await r.json())["error"]["param"] == "expires_after.seconds"
+    # A backend with an API key is trusted like an OpenAI key holder: its instructions are
+    # taken and bound into the token (locks bind token holders: tests/test_policy_locks.py).
     async with gw.http.post(url, json={"session": {"type": "realtime",
                                                    "instructions": "override"}},
                             headers=auth) as r:
+        assert r.status == 200
+        assert (await r.json())["session"]["instructions"] == "override"
+    async with gw.http.post(url, json={"session": {"type": "realtime", "voices": "x"}},
+                            headers=auth) as r:
         assert r.status == 400
-        assert (await r.json())["error"]["param"] == "session.instructions"
+        assert_error_shape(body := await r.json(), "unknown_parameter")
+        assert body["error"]["param"] == "session.voices"
     async with gw.http.post(url, json={"session": {"type": "realtime", "model": "gpt-realtime"},
                                        "expires_after": {"anchor": "created_at", "seconds": 30}},
                             headers=auth) as r:

@@ -22,7 +22,8 @@ async def test_dead_mic_is_reported_and_agent_asks() -> None:
     async with running_fake() as (fake, url), running_gateway(url, env=env) as gw:
         peer = ClientPeer(PcmSourceTrack(silence()))
         try:
-            await peer.connect(gw.http, f"{gw.base}/v1/realtime/calls", await gw.mint())
+            await peer.connect(gw.http, f"{gw.base}/v1/realtime/calls?gateway_events=true",
+                               await gw.mint())
             ev = await peer.next_event("gateway.microphone.silent", timeout_s=5)
             assert ev["reason"] == "silence"
             assert metric(gw, "gateway_dead_mic_events_total", kind="silence") == 1
@@ -37,7 +38,8 @@ async def test_live_mic_is_not_reported() -> None:
     async with running_fake() as (fake, url), running_gateway(url, env=env) as gw:
         peer = ClientPeer(PcmSourceTrack(tone(300, -30)))
         try:
-            await peer.connect(gw.http, f"{gw.base}/v1/realtime/calls", await gw.mint())
+            await peer.connect(gw.http, f"{gw.base}/v1/realtime/calls?gateway_events=true",
+                               await gw.mint())
             await asyncio.sleep(1.5)
             assert not [e for e in peer.all_events if e["type"].startswith("gateway.microphone")]
             assert metric(gw, "gateway_dead_mic_events_total", kind="silence") == 0
@@ -51,7 +53,8 @@ async def test_idle_caller_is_prompted_then_hung_up() -> None:
     async with running_fake() as (fake, url), running_gateway(url, env=env) as gw:
         peer = ClientPeer(PcmSourceTrack(tone(300, -30)))
         try:
-            await peer.connect(gw.http, f"{gw.base}/v1/realtime/calls", await gw.mint())
+            await peer.connect(gw.http, f"{gw.base}/v1/realtime/calls?gateway_events=true",
+                               await gw.mint())
             await until(lambda: not gw.app[CALLS], 10, 'the call ended')
             purposes = [e["response"]["metadata"]["gateway"] for e in fake.created]
             assert purposes == ["idle_prompt", "idle_goodbye"]

@@ -346,11 +346,12 @@ async def test_resume_token_used_on_another_instance_reaches_the_owner(
         first = ClientPeer(PcmSourceTrack(tone(300, -25)))
         second = ClientPeer(PcmSourceTrack(tone(500, -25)))
         try:
-            await first.connect(b.http, f"{b.base}/v1/realtime/calls", await a.mint())
+            await first.connect(b.http, f"{b.base}/v1/realtime/calls?gateway_events=true",
+                                await a.mint())
             created = await first.next_event("gateway.call.created")
             call_id, resume = created["call_id"], created["resume_token"]
             # The caller comes back through a (another load-balancer pick): same call on b.
-            await second.connect(a.http, f"{a.base}/v1/realtime/calls", resume)
+            await second.connect(a.http, f"{a.base}/v1/realtime/calls?gateway_events=true", resume)
             assert second.location == f"/v1/realtime/calls/{call_id}"
             resumed = await second.next_event("gateway.call.resumed")
             assert resumed["call_id"] == call_id and resumed["resume_token"] != resume

@@ -350,7 +350,7 @@ async def tool_round(fake: FakeUpstream, peer: ClientPeer, n: int) -> None:
 
 
 async def one_call(gw: Any, fake: FakeUpstream, prom: Prometheus) -> None:
-    url = f"{gw.base}/v1/realtime/calls"
+    url = f"{gw.base}/v1/realtime/calls?gateway_events=true"
     # A setup failure first: a body that is not an SDP offer.
     async with gw.http.post(url, data="v=0\r\ns=-\r\n", headers={
             "Authorization": f"Bearer {await gw.mint()}",

@@ -34,7 +34,7 @@ async def start_doomed_peer(calls_url: str, token: str
 
 async def test_killed_peer_resumes_and_hears_the_agent() -> None:
     async with running_fake() as (fake, url), running_gateway(url, env=ENV) as gw:
-        calls_url = f"{gw.base}/v1/realtime/calls"
+        calls_url = f"{gw.base}/v1/realtime/calls?gateway_events=true"
         proc, created = await start_doomed_peer(calls_url, await gw.mint())
         call_id, resume = created["call_id"], created["resume_token"]
         assert resume.startswith("rs_")
@@ -77,7 +77,7 @@ async def test_killed_peer_resumes_and_hears_the_agent() -> None:
 async def test_grace_period_ends_the_call_as_client_lost() -> None:
     env = dict(ENV, GATEWAY_MEDIA_RESUME_GRACE_S="1.0")
     async with running_fake() as (fake, url), running_gateway(url, env=env) as gw:
-        proc, created = await start_doomed_peer(f"{gw.base}/v1/realtime/calls",
+        proc, created = await start_doomed_peer(f"{gw.base}/v1/realtime/calls?gateway_events=true",
                                                 await gw.mint())
         await until(lambda: len(fake.conn.audio) >= 48 * 200,
                     10, 'caller media reached the upstream')

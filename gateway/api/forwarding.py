@@ -10,6 +10,8 @@ as is. An owner that does not answer is a 502 in OpenAI's error shape.
 
 Handlers call :func:`forward_to_owner` when their local lookup misses; ``None`` means no
 other instance owns the call and the handler answers as it always did (usually a 404).
+A WebSocket about a call (a sideband attachment) is relayed the same way by
+:func:`forward_websocket`: the owner serves it, this instance only pumps frames both ways.
 """
 
 from __future__ import annotations
@@ -48,21 +50,94 @@ async def owner_of(request: web.Request, *, call_id: str | None = None,
     return owner
 
 
-async def forward_to_owner(request: web.Request, *, call_id: str | None = None,
-                           resume_token: str | None = None) -> web.Response | None:
-    """Proxy ``request`` to the instance owning the call; ``None`` to answer locally."""
+async def _owner_base(request: web.Request, call_id: str | None,
+                      resume_token: str | None) -> tuple[str, str] | None:
+    """(owner id, its internal URL) when another live instance owns the call."""
     if FORWARDED in request.headers:
         return None  # we are the owner the registry named: answer here, whatever the answer
     owner = await owner_of(request, call_id=call_id, resume_token=resume_token)
     if owner is None:
         return None
-    app = request.app
-    config = app[CONFIG]
-    base = (await app[REGISTRY].instances()).get(owner)
+    base = (await request.app[REGISTRY].instances()).get(owner)
     if not base:
         # Its heartbeat stopped: the call died with it (a survivor reports it lost).
         log.info("%s %s: owner %s has no heartbeat", request.method, request.path, owner)
         return None
+    return owner, base
+
+
+async def forward_websocket(request: web.Request, *, call_id: str
+                            ) -> web.WebSocketResponse | None:
+    """Relay a WebSocket about ``call_id`` to the instance that owns the call; ``None`` when
+    no other instance does. Frames are pumped one at a time each way (no queue: a slow side
+    slows the other), and either side closing closes both."""
+    found = await _owner_base(request, call_id, None)
+    if found is None:
+        return None
+    owner, base = found
+    app = request.app
+    config = app[CONFIG]
+    headers = {h: request.headers[h] for h in _REQUEST_HEADERS if h in request.headers}
+    headers[FORWARDED] = config.server.instance_id
+    url = base.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + \
+        request.rel_url.path_qs
+    try:
+        upstream = await app[HTTP].ws_connect(
+            url, headers=headers, protocols=("realtime",), compress=0,
+            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
+            max_msg_size=config.media.max_ws_event_bytes)
+    except aiohttp.WSServerHandshakeError as e:
+        raise ApiError(e.status, "owner_refused", "The gateway instance that holds this call "
+                       "refused the connection.") from e
+    except (TimeoutError, aiohttp.ClientError, OSError) as e:
+        log.warning("websocket %s: owner %s at %s did not answer (%s)", request.path, owner,
+                    base, type(e).__name__)
+        raise ApiError(502, "owner_unreachable", "The gateway instance that holds this call "
+                       "did not answer; retry shortly.", type_="server_error",
+                       headers={"Retry-After": "1"}) from e
+    ws = web.WebSocketResponse(protocols=("realtime",), heartbeat=30.0, compress=False,
+                               max_msg_size=config.media.max_ws_event_bytes)
+    try:
+        await ws.prepare(request)
+        log.info("websocket %s relayed to owner %s", request.path, owner)
+        await _pump_both(ws, upstream)
+    finally:
+        await upstream.close()
+        await ws.close()
+    return ws
+
+
+async def _pump_both(client: web.WebSocketResponse,
+                     owner: aiohttp.ClientWebSocketResponse) -> None:
+    async def client_to_owner() -> None:
+        async for msg in client:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                await owner.send_str(msg.data)
+
+    async def owner_to_client() -> None:
+        async for msg in owner:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                await client.send_str(msg.data)
+
+    pumps = [asyncio.create_task(client_to_owner(), name="relay-in"),
+             asyncio.create_task(owner_to_client(), name="relay-out")]
+    try:
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for p in pumps:
+            p.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+
+
+async def forward_to_owner(request: web.Request, *, call_id: str | None = None,
+                           resume_token: str | None = None) -> web.Response | None:
+    """Proxy ``request`` to the instance owning the call; ``None`` to answer locally."""
+    found = await _owner_base(request, call_id, resume_token)
+    if found is None:
+        return None
+    owner, base = found
+    app = request.app
+    config = app[CONFIG]
     body = await request.read()
     headers = {h: request.headers[h] for h in _REQUEST_HEADERS if h in request.headers}
     headers[FORWARDED] = config.server.instance_id

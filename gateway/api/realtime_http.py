@@ -37,14 +37,23 @@ def check_api_key(config: Config, key: str) -> None:
         raise unauthorized("Incorrect API key provided.")
 
 
-def resolve_profile(config: Config, model: Any, param: str = "session.model") -> Profile:
+def resolve_profile(config: Config, model: Any, param: str = "session.model",
+                    api: str = "realtime") -> Profile:
+    """The profile a client's model name picks (exact names, then patterns)."""
     if model is not None and not isinstance(model, str):
         raise bad_request("invalid_type", "model must be a string.", param)
-    profile = config.profile_for_model(model)
+    profile = config.profile_for_model(model, api=api)
     if profile is None:
-        raise ApiError(400, "model_not_found", f"The model '{model}' is not offered here.",
-                       param=param)
+        offered = ", ".join(config.offered_models())
+        raise ApiError(400, "model_not_found", f"The model '{str(model)[:64]}' does not exist "
+                       f"here. Offered: {offered}.", param=param)
     return profile
+
+
+def gateway_events_wanted(request: web.Request) -> bool:
+    """The gateway's own ``gateway.*`` events go only to clients that ask (the project's
+    browser client does, with ``?gateway_events=true``); OpenAI's clients never see them."""
+    return request.query.get("gateway_events", "").lower() in ("1", "true", "yes")
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -70,8 +79,10 @@ def session_from_request(config: Config, factory: Any, session: Any
     profile = resolve_profile(config, session.get("model"))
     requested = {k: v for k, v in session.items() if k != "model"}
     try:
+        # Whoever mints holds an API key: trusted like an OpenAI key holder, unless the
+        # profile locks API keys too. What it sets is bound into the token.
         effective = policy.apply_update(factory.base_session(profile), requested, profile,
-                                        factory.tools.spec)
+                                        factory.tools.spec, policy.API_KEY)
     except policy.PolicyError as e:
         raise ApiError(400, e.code, e.message, param=e.param) from e
     return profile, effective
@@ -137,8 +148,9 @@ async def create_call(request: web.Request) -> web.Response:
         if app[CALLS].by_resume_token(token) is None and (
                 fwd := await forward_to_owner(request, resume_token=token)) is not None:
             return fwd
-        call, answer = await app[FACTORY].resume_webrtc(resume_token=token,
-                                                        offer_sdp=await read_sdp(request))
+        call, answer = await app[FACTORY].resume_webrtc(
+            resume_token=token, offer_sdp=await read_sdp(request),
+            gateway_events=gateway_events_wanted(request))
         return web.Response(status=201, text=answer, content_type="application/sdp",
                             headers={"Location": f"/v1/realtime/calls/{call.call_id}"})
     if ctype == "application/sdp":
@@ -153,17 +165,20 @@ async def create_call(request: web.Request) -> web.Response:
         session = grant.session
         extra = grant.extra
         offer = await read_sdp(request)
+        trust = policy.TOKEN
     elif ctype == "multipart/form-data":
         check_api_key(config, token)
         offer, session_req = await read_multipart(request)
         profile, session = session_from_request(config, app[FACTORY], session_req)
         extra = {}
+        trust = policy.API_KEY
     else:
         raise ApiError(415, "unsupported_content_type",
                        "Send the SDP offer as application/sdp (with an ephemeral token) or "
                        "multipart/form-data with parts 'sdp' and 'session' (with an API key).")
-    call, answer = await app[FACTORY].start_webrtc(offer_sdp=offer, profile=profile,
-                                                   session=session, extra=extra)
+    call, answer = await app[FACTORY].start_webrtc(
+        offer_sdp=offer, profile=profile, session=session, extra=extra, trust=trust,
+        gateway_events=gateway_events_wanted(request))
     return web.Response(status=201, text=answer, content_type="application/sdp",
                         headers={"Location": f"/v1/realtime/calls/{call.call_id}"})
 

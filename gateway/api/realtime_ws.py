@@ -6,6 +6,9 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.call import policy
+from gateway.call.session import CallSession
+from gateway.call.sideband import Sideband
 from gateway.config import Config, Profile
 from gateway.errors import ApiError, bad_request, unauthorized
 from gateway.upstream.dialect_checks import DialectError
@@ -14,9 +17,11 @@ from gateway.upstream.dialect_session import (
     ga_client_secret_to_beta_session_response,
 )
 
-from .appkeys import CONFIG, FACTORY, METRICS, TOKENS
+from .appkeys import CALLS, CONFIG, FACTORY, METRICS, TOKENS
+from .forwarding import forward_websocket
 from .realtime_http import (
     check_api_key,
+    gateway_events_wanted,
     read_json,
     read_sdp,
     resolve_profile,
@@ -53,8 +58,9 @@ def _is_beta(request: web.Request) -> bool:
 
 
 async def _grant_or_key(request: web.Request, config: Config, model: str | None
-                        ) -> tuple[Profile, dict[str, Any], str | None]:
-    """Profile and session from an ``ek_`` token or an API key (+ ``?model=``)."""
+                        ) -> tuple[Profile, dict[str, Any], str | None, policy.Trust]:
+    """Profile, session, the token's dialect and the caller's trust, from an ``ek_`` token
+    or an API key (+ ``?model=``)."""
     cred = _credential(request)
     tokens = request.app[TOKENS]
     if tokens.looks_like_token(cred):
@@ -62,10 +68,10 @@ async def _grant_or_key(request: web.Request, config: Config, model: str | None
         profile = config.profiles.get(grant.profile)
         if profile is None:
             raise ApiError(400, "model_not_found", "The token's agent profile no longer exists.")
-        return profile, grant.session, grant.dialect
+        return profile, grant.session, grant.dialect, policy.TOKEN
     check_api_key(config, cred)
     profile = resolve_profile(config, model, param="model")
-    return profile, request.app[FACTORY].base_session(profile), None
+    return profile, request.app[FACTORY].base_session(profile), None, policy.API_KEY
 
 
 @routes.get("/v1/realtime")
@@ -77,11 +83,40 @@ async def realtime_ws(request: web.Request) -> web.StreamResponse:
     if request.query.get("intent") == "transcription":
         raise bad_request("unsupported_intent", "Transcription-only sessions are not offered.",
                           "intent")
+    if (call_id := request.query.get("call_id")) is not None:
+        return await sideband(request, call_id)
     model = request.query.get("model")
-    profile, session, token_dialect = await _grant_or_key(request, config, model)
+    profile, session, token_dialect, trust = await _grant_or_key(request, config, model)
     dialect = "beta" if _is_beta(request) else (token_dialect or "ga")
     return await app[FACTORY].run_websocket(request, profile=profile, session=session,
-                                            dialect=dialect)
+                                            dialect=dialect, trust=trust,
+                                            gateway_events=gateway_events_wanted(request))
+
+
+async def sideband(request: web.Request, call_id: str) -> web.StreamResponse:
+    """``GET /v1/realtime?call_id=…``: attach to a live call (WebRTC, WebSocket or phone).
+
+    An API key only, as at OpenAI. A call on another instance is served by its owner (the
+    socket is relayed); an unknown or ended call is a 404, never a new session."""
+    app = request.app
+    config = app[CONFIG]
+    cred = _credential(request)
+    if app[TOKENS].looks_like_token(cred):
+        raise ApiError(403, "sideband_requires_api_key", "Attaching to a call needs an API "
+                       "key; an ephemeral token opens a call of its own.")
+    check_api_key(config, cred)
+    call = app[CALLS].get(call_id)
+    if not isinstance(call, CallSession) or call.closing:
+        relayed = await forward_websocket(request, call_id=call_id)
+        if relayed is not None:
+            return relayed
+        raise ApiError(404, "call_not_found", f"No live call with id '{call_id[:64]}'.",
+                       param="call_id")
+    ws = web.WebSocketResponse(protocols=("realtime",), heartbeat=30.0,
+                               max_msg_size=config.media.max_ws_event_bytes, compress=False)
+    await ws.prepare(request)
+    await Sideband(ws, call, max_event_bytes=config.media.max_ws_event_bytes).run()
+    return ws
 
 
 @routes.post("/v1/realtime/sessions")
@@ -120,10 +155,12 @@ async def beta_sdp(request: web.Request) -> web.Response:
     config = app[CONFIG]
     if request.content_type != "application/sdp":
         raise ApiError(415, "unsupported_content_type", "Send the SDP offer as application/sdp.")
-    profile, session, _ = await _grant_or_key(request, config, request.query.get("model"))
+    profile, session, _, trust = await _grant_or_key(request, config,
+                                                     request.query.get("model"))
     offer = await read_sdp(request)
-    call, answer = await app[FACTORY].start_webrtc(offer_sdp=offer, profile=profile,
-                                                   session=session, dialect="beta")
+    call, answer = await app[FACTORY].start_webrtc(
+        offer_sdp=offer, profile=profile, session=session, dialect="beta", trust=trust,
+        gateway_events=gateway_events_wanted(request))
     return web.Response(status=201, text=answer, content_type="application/sdp",
                         headers={"Location": f"/v1/realtime/calls/{call.call_id}"})
 

@@ -78,7 +78,8 @@ class CallFactory:
         return conn, effective
 
     async def start_webrtc(self, *, offer_sdp: str, profile: Profile, session: dict[str, Any],
-                           dialect: str = "ga", extra: dict[str, Any] | None = None
+                           dialect: str = "ga", extra: dict[str, Any] | None = None,
+                           trust: policy.Trust = policy.TOKEN, gateway_events: bool = False
                            ) -> tuple[CallSession, str]:
         try:
             self.ice.check_capacity()  # 503 + Retry-After when no media port is free
@@ -89,8 +90,8 @@ class CallFactory:
         call_id = self.new_call_id()
         call = CallSession(call_id=call_id, config=self.config, profile=profile,
                            metrics=self.metrics, transport="webrtc", dialect=dialect,
-                           session=session, tool_lookup=self.tools.spec,
-                           on_closed=self.call_closed)
+                           session=session, tool_lookup=self.tools.spec, trust=trust,
+                           gateway_events=gateway_events, on_closed=self.call_closed)
         leg = self._webrtc_leg(call)
         answer_t = asyncio.ensure_future(leg.answer(offer_sdp))
         upstream_t = asyncio.ensure_future(self.connect_upstream(profile, session))
@@ -152,7 +153,7 @@ class CallFactory:
                 log.exception("recording could not start")
                 self.metrics.recording_errors.inc()
         if profile.tools:
-            ToolRounds(call, self.tools, self.metrics, profile.tools)
+            ToolRounds(call, self.tools, self.metrics)
         CallGuards(call, self.config.guards, ask_on_dead_mic=profile.ask_on_dead_mic)
         UpstreamKeeper(call, lambda: self.connect_upstream(profile, call.session),
                        rollover_s=self.config.upstream.rollover_s,
@@ -178,13 +179,15 @@ class CallFactory:
 
     async def run_websocket(self, request: web.Request, *, profile: Profile,
                             session: dict[str, Any], dialect: str,
-                            extra: dict[str, Any] | None = None) -> web.WebSocketResponse:
+                            extra: dict[str, Any] | None = None,
+                            trust: policy.Trust = policy.TOKEN,
+                            gateway_events: bool = False) -> web.WebSocketResponse:
         """Serve one Realtime WebSocket call until the client or the upstream ends it."""
         self.calls.reserve()
         call = CallSession(call_id=self.new_call_id(), config=self.config, profile=profile,
                            metrics=self.metrics, transport="websocket", dialect=dialect,
-                           session=session, tool_lookup=self.tools.spec,
-                           on_closed=self.call_closed)
+                           session=session, tool_lookup=self.tools.spec, trust=trust,
+                           gateway_events=gateway_events, on_closed=self.call_closed)
         try:
             upstream, effective = await self.connect_upstream(profile, session)
         except UpstreamError as e:
@@ -205,7 +208,8 @@ class CallFactory:
             self.calls.release_reservation()
             await upstream.close()
             raise
-        leg = WebSocketLeg(ws, call, max_event_bytes=self.config.media.max_ws_event_bytes)
+        leg = WebSocketLeg(ws, call, max_event_bytes=self.config.media.max_ws_event_bytes,
+                           output_format=call.output_format)
         await self.join(call, leg, upstream, effective, extra or {})
         try:
             await leg.run()
@@ -213,7 +217,8 @@ class CallFactory:
             await call.close(call.end_reason or "client_closed")
         return ws
 
-    async def resume_webrtc(self, *, resume_token: str, offer_sdp: str) -> tuple[CallSession, str]:
+    async def resume_webrtc(self, *, resume_token: str, offer_sdp: str,
+                            gateway_events: bool = False) -> tuple[CallSession, str]:
         """A caller whose connection dropped comes back: a new peer joins the held call."""
         call = self.calls.by_resume_token(resume_token)
         if not isinstance(call, CallSession) or call.closing:
@@ -227,6 +232,7 @@ class CallFactory:
             raise
         if call.leg is not None:  # resumed before the drop was noticed: replace the old peer
             call.suspend()
+        call.gateway_events = gateway_events
         call.resume(leg)
         await self.registry.put_resume(call.resume_token, call.call_id,
                                        self.config.server.instance_id)

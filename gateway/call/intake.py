@@ -3,6 +3,12 @@
 Every 20 ms frame of caller audio passes here once (the hot path in): metered, placed on
 the call's timeline for the recorder and the supervisors' mix, and gathered into appends of
 ``upstream.append_ms`` (cost tracks message count, not bytes).
+
+The gathering is faithful to a client that appends its own audio: an append that carries an
+``event_id`` goes up at once, with what was gathered before it, under that id; a ``commit``
+or any other event first flushes what is gathered (:meth:`CallerIntake.flush`), and a
+``clear`` discards it (:meth:`CallerIntake.discard`), so no audio crosses a turn boundary and
+the upstream sees the client's events in the client's order.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import time
 import numpy as np
 import numpy.typing as npt
 
-from gateway.audio.formats import bytes_per_ms
+from gateway.audio.formats import WireFormat, bytes_per_ms
 from gateway.audio.levels import measure
 
 from .state import CallPort, DirectionMetrics
@@ -28,10 +34,12 @@ class CallerIntake:
         #: Where the next caller frame goes on the call's timeline (ms); None: re-anchor.
         self.cursor_ms: float | None = None
 
-    def push(self, pcm: npt.NDArray[np.int16], wire: bytes | None = None) -> None:
+    def push(self, pcm: npt.NDArray[np.int16], wire: bytes | None = None,
+             event_id: str | None = None) -> None:
         """Caller audio as PCM16 24 kHz (levels, recording); ``wire`` is the same audio in
-        the upstream's format when the leg already has it (µ-law from a phone), so it is
-        passed through untouched."""
+        the upstream's format when the leg already has it (µ-law from a phone, G.711 from a
+        WebSocket client), so it is passed through untouched. ``event_id``: the client's
+        append, sent up at once under its own id."""
         call = self.call
         if call.closing:
             return
@@ -58,7 +66,31 @@ class CallerIntake:
         for obs in call.hooks.caller_audio:
             obs(data, level.rms_dbfs, cur)
         self._buf += wire if wire is not None else data
-        if len(self._buf) >= self._append_bytes and call.upstream is not None:
+        if event_id is not None:
+            self.flush(event_id)
+        elif len(self._buf) >= self._append_bytes and call.upstream is not None:
             call.upstream.send_audio(base64.b64encode(self._buf).decode())
             self._buf.clear()
         m.frame.observe(time.perf_counter() - t0)
+
+    def flush(self, event_id: str | None = None) -> None:
+        """Send what is gathered now (before a commit, or any event that must follow it)."""
+        up = self.call.upstream
+        if not self._buf or up is None:
+            return
+        audio = base64.b64encode(self._buf).decode()
+        self._buf.clear()
+        if event_id is None:
+            up.send_audio(audio)
+        else:  # the client's own append: kept whole, under its id, never dropped
+            up.send({"type": "input_audio_buffer.append", "event_id": event_id,
+                     "audio": audio})
+
+    def discard(self) -> None:
+        """Forget what is gathered (the client cleared its input buffer)."""
+        self._buf.clear()
+
+    def set_wire_format(self, fmt: WireFormat) -> None:
+        """The upstream's input format changed (a WebSocket client chose G.711 or PCM)."""
+        self.flush()
+        self._append_bytes = self.call.config.upstream.append_ms * bytes_per_ms(fmt)

@@ -31,18 +31,32 @@ from . import policy
 from .agent_audio import AgentAudio
 from .client_events import ClientEvents
 from .intake import CallerIntake
-from .state import CLIENT_EVENT_TYPES, CallStats, ItemState, SessionHooks, wire_format_of
+from .state import (
+    CLIENT_EVENT_TYPES,
+    Attachment,
+    CallStats,
+    ItemState,
+    Sender,
+    SessionHooks,
+    output_format_of,
+    wire_format_of,
+)
 from .upstream_events import UpstreamEvents
 
 log = logging.getLogger("gateway.session")
 
 Event = dict[str, Any]
+GATEWAY_EVENT = "gateway."
+#: What each transport lets a client make of the audio format (see policy.FormatRule).
+_FORMATS: dict[str, policy.FormatRule] = {"webrtc": "pcm", "twilio": "fixed",
+                                          "websocket": "any"}
 
 
 class CallSession:
     def __init__(self, *, call_id: str, config: Config, profile: Profile, metrics: Metrics,
                  transport: str, dialect: str, session: Event,
-                 tool_lookup: policy.ToolLookup,
+                 tool_lookup: policy.ToolLookup, trust: policy.Trust = policy.TOKEN,
+                 gateway_events: bool = False,
                  on_closed: Callable[[CallSession, str], Awaitable[None]] | None = None) -> None:
         self.call_id = call_id
         # Everything this call's setup starts from here on (aiortc's tasks included) logs
@@ -66,6 +80,12 @@ class CallSession:
         self.closed = asyncio.Event()
         #: The upstream's audio format (PCM 24 kHz, or G.711 passed through for phones).
         self.wire_format: WireFormat = wire_format_of(session)
+        self.output_format: WireFormat = output_format_of(session)
+        #: The client asked for the gateway's own ``gateway.*`` events (standard clients
+        #: see only what OpenAI sends).
+        self.gateway_events = gateway_events
+        #: Sideband connections (``GET /v1/realtime?call_id=``): the call's events, GA.
+        self.attachments: set[Attachment] = set()
         self.active_response: str | None = None
         self.hooks = SessionHooks()
         self.resume_token = new_id("rs_" + config.server.instance_id, 18)
@@ -78,7 +98,10 @@ class CallSession:
         # The rooms this session composes.
         self.intake = CallerIntake(self)
         self.agent = AgentAudio(self)
-        self.client_events = ClientEvents(self, self.agent, self.intake)
+        self.client_events = ClientEvents(self, self.agent, self.intake,
+                                          _FORMATS.get(transport, "any"))
+        #: The call's own client: bound by the profile's locks unless it holds an API key.
+        self.client = Sender(trust, self.send_to_client)
         self.upstream_events = UpstreamEvents(self, self.agent)
         # The leg's sink (:class:`gateway.legs.base.LegSink`), bound once: these run per frame.
         self.on_caller_audio = self.intake.push
@@ -98,7 +121,7 @@ class CallSession:
         self.effective = effective
         self.send_to_client({"type": "session.created", "event_id": new_id("event"),
                              "session": self.client_session(effective)})
-        if self.transport == "webrtc":
+        if self.transport == "webrtc":  # for clients that asked for gateway.* events
             self.send_to_client({"type": "gateway.call.created", "event_id": new_id("event"),
                                  "call_id": self.call_id, "resume_token": self.resume_token})
         self.metrics.active_calls.labels(self.transport).inc()
@@ -158,7 +181,13 @@ class CallSession:
     # -- client -> gateway --------------------------------------------------------------
 
     def send_to_client(self, event: Event) -> None:
-        if self.leg is None or self.closing:
+        if self.closing:
+            return
+        ours = event["type"].startswith(GATEWAY_EVENT)
+        if self.attachments and not ours:
+            for a in self.attachments:
+                a.send_event(event)  # sidebands speak GA: before the client's dialect
+        if self.leg is None or (ours and not self.gateway_events):
             return
         events = [event]
         for hook in self.hooks.to_client:
@@ -167,39 +196,51 @@ class CallSession:
             self.leg.send_event(e)
 
     def client_error(self, code: str, message: str, *, param: str | None = None,
-                     client_event_id: str | None = None) -> None:
+                     client_event_id: str | None = None,
+                     to: Callable[[Event], None] | None = None) -> None:
+        """An error for one sender (the client by default; a sideband for its own events)."""
         self.metrics.client_errors.labels(code).inc()  # the gateway's own codes: bounded
-        self.send_to_client(error_event(code, message, param=param,
-                                        client_event_id=client_event_id))
+        (to or self.send_to_client)(error_event(code, message, param=param,
+                                                client_event_id=client_event_id))
 
-    def on_client_text(self, text: str) -> None:
+    def on_client_text(self, text: str, sender: Sender | None = None) -> None:
+        """A client event as text: from the call's client (in its dialect), or from a
+        sideband ``sender`` (GA)."""
+        reply = sender.reply if sender is not None else None
         try:
             event = json.loads(text)
         except ValueError:
-            self.client_error("invalid_json", "The event is not valid JSON.")
+            self.client_error("invalid_json", "The event is not valid JSON.", to=reply)
             return
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             self.client_error("invalid_event", "An event must be a JSON object with a 'type'.",
-                              param="type")
+                              param="type", to=reply)
+            return
+        if sender is not None:
+            self.on_client_event(event, sender)
             return
         events = [event]
         for hook in self.hooks.from_client:
             events = [out for e in events for out in hook(e)]
         for e in events:
-            self.on_client_event(e)
+            self.on_client_event(e, self.client)
 
-    def on_client_event(self, event: Event) -> None:
+    def on_client_event(self, event: Event, sender: Sender | None = None) -> None:
+        sender = sender or self.client
         etype = event["type"]
         eid = event.get("event_id") if isinstance(event.get("event_id"), str) else None
         if etype not in CLIENT_EVENT_TYPES:
             self.client_error("unknown_event_type", f"Unknown event type '{etype}'.",
-                              param="type", client_event_id=eid)
+                              param="type", client_event_id=eid, to=sender.reply)
             return
-        handler = self.client_events.table.get(etype)
-        if handler is not None:
-            handler(event)
-        elif self.upstream is not None:
-            self.upstream.send(event)
+        handler = self.client_events.table.get(etype, self.client_events.forward)
+        handler(event, sender)
+
+    def attach_sideband(self, attachment: Attachment) -> None:
+        self.attachments.add(attachment)
+
+    def detach_sideband(self, attachment: Attachment) -> None:
+        self.attachments.discard(attachment)
 
     def note(self, kind: str, **fields: Any) -> None:
         """A transcript-worthy moment (tool call, filler, idle prompt...) for observers."""
@@ -291,6 +332,9 @@ class CallSession:
             await self.leg.close()
         if self._leg_closers:
             await asyncio.gather(*self._leg_closers, return_exceptions=True)
+        if self.attachments:
+            sidebands, self.attachments = list(self.attachments), set()
+            await asyncio.gather(*(a.close() for a in sidebands), return_exceptions=True)
         for fin in self.hooks.on_close:
             with contextlib.suppress(Exception):
                 await fin(reason)

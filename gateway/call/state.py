@@ -19,7 +19,7 @@ from gateway.legs.playout import QueuedFrame
 from gateway.obs.metrics import Metrics
 from gateway.upstream.client import UpstreamConnection
 
-from .policy import ToolLookup
+from .policy import ToolLookup, Trust
 
 Event = dict[str, Any]
 
@@ -83,10 +83,36 @@ class SessionHooks:
     upstream_gate: list[Callable[[Event], bool]] = field(default_factory=list)
 
 
-def wire_format_of(session: Event) -> WireFormat:
-    fmt = ((session.get("audio") or {}).get("input") or {}).get("format") or {}
+def _format_of(session: Event, side: str) -> WireFormat:
+    fmt = ((session.get("audio") or {}).get(side) or {}).get("format") or {}
     kind = fmt.get("type") if isinstance(fmt, dict) else None
     return kind if kind in ("audio/pcmu", "audio/pcma") else "audio/pcm"
+
+
+def wire_format_of(session: Event) -> WireFormat:
+    """The format of caller audio on its way up (``audio.input.format``)."""
+    return _format_of(session, "input")
+
+
+def output_format_of(session: Event) -> WireFormat:
+    """The format of agent audio coming down (``audio.output.format``)."""
+    return _format_of(session, "output")
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Who sent a client event: its trust (which locks bind it) and where its errors go."""
+
+    trust: Trust
+    reply: Callable[[Event], None]
+
+
+class Attachment(Protocol):
+    """A sideband connection on a call: it gets the call's events and may send its own."""
+
+    def send_event(self, event: Event) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class CallPort(Protocol):
@@ -104,6 +130,7 @@ class CallPort(Protocol):
     leg: Leg | None
     upstream: UpstreamConnection | None
     wire_format: WireFormat
+    output_format: WireFormat
     active_response: str | None
     closing: bool
 
@@ -112,7 +139,8 @@ class CallPort(Protocol):
     def send_to_client(self, event: Event) -> None: ...
 
     def client_error(self, code: str, message: str, *, param: str | None = None,
-                     client_event_id: str | None = None) -> None: ...
+                     client_event_id: str | None = None,
+                     to: Callable[[Event], None] | None = None) -> None: ...
 
     def forward(self, event: Event) -> None: ...
 

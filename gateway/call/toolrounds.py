@@ -1,5 +1,9 @@
 """Server-side tool rounds: run the model's function calls on the gateway, answer, resume.
 
+Only the calls of server tools (the profile's, where no client declared its own tool of the
+same name: :func:`gateway.call.policy.server_tool_owned`) run here; every other function call
+is the client's, reaches it as with OpenAI, and its output is the client's to send.
+
 The round follows the protocol notes (§4): names come from ``response.output_item.*``;
 nothing runs until the calling response is ``completed`` (never after ``cancelled`` or
 ``incomplete``); all outputs go up, then one ``response.create``, retried after the next
@@ -21,6 +25,7 @@ from gateway.obs.metrics import Metrics
 from gateway.tools.registry import ToolError, ToolRegistry
 from gateway.upstream.client import gateway_event_id
 
+from . import policy
 from .session import CallSession
 
 log = logging.getLogger("gateway.tools")
@@ -38,12 +43,10 @@ class PendingCall:
 
 
 class ToolRounds:
-    def __init__(self, session: CallSession, registry: ToolRegistry, metrics: Metrics,
-                 server_tools: tuple[str, ...]) -> None:
+    def __init__(self, session: CallSession, registry: ToolRegistry, metrics: Metrics) -> None:
         self.session = session
         self.registry = registry
         self.metrics = metrics
-        self.server_tools = set(server_tools)
         self._calls: dict[str, dict[str, PendingCall]] = {}  # response_id -> call_id -> call
         self._create_wanted = False
         self._create_event: str | None = None
@@ -91,8 +94,10 @@ class ToolRounds:
             return
         name = str(item.get("name") or "")
         call_id = str(item.get("call_id") or "")
-        if name not in self.server_tools or not call_id:
-            return
+        if not call_id or not policy.server_tool_owned(self.session.session,
+                                                        self.session.profile,
+                                                        self.session.tool_lookup, name):
+            return  # a client's tool: its call goes to the client, who answers it
         self._known_call_ids.add(call_id)
         calls = self._calls.setdefault(response_id, {})
         call = calls.setdefault(call_id, PendingCall(call_id, name))

@@ -82,7 +82,7 @@ class UpstreamEvents:
             created = self._response_created_at.get(rid)
             if created is not None:
                 call.metrics.upstream_ttfa.observe(time.monotonic() - created)
-        st.received_ms += len(pcm) / bytes_per_ms(call.wire_format)
+        st.received_ms += len(pcm) / bytes_per_ms(call.output_format)
         if st.truncated_ms is not None:
             return  # cut by a barge-in: what the upstream still sends must not be played
         if call.leg is not None:

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from ..audio.formats import WireFormat
 from .playout import QueuedFrame
 
 
@@ -38,6 +39,9 @@ class Leg(Protocol):
         """Silence agent audio now; the item that was playing and its played ms."""
 
     def played_ms(self, item_id: str) -> float: ...
+
+    def set_output_format(self, fmt: WireFormat) -> None:
+        """The session's output audio format changed (only a WebSocket client may)."""
 
     @property
     def audio_active(self) -> bool: ...

@@ -261,6 +261,9 @@ class TwilioLeg:
         self._wake.set()
         return item, (self.marks.played_ms(item) if item else 0.0)
 
+    def set_output_format(self, fmt: WireFormat) -> None:
+        return  # the format is the transport's (policy refuses a change)
+
     def played_ms(self, item_id: str) -> float:
         return self.marks.played_ms(item_id)
 

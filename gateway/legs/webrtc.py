@@ -28,6 +28,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from ..audio.formats import WireFormat
 from ..errors import ApiError
 from .base import LegSink
 from .ice import MediaNetwork, selected_pair
@@ -283,6 +284,9 @@ class WebRtcLeg:
 
     def interrupt(self) -> tuple[str | None, float]:
         return self.playout.clear()
+
+    def set_output_format(self, fmt: WireFormat) -> None:
+        return  # the format is the transport's (policy refuses a change)
 
     def played_ms(self, item_id: str) -> float:
         return self.playout.played_ms.get(item_id, 0.0)

@@ -72,8 +72,8 @@ export class VoiceAgent {
       this.stream = this.stream ?? (await navigator.mediaDevices.getUserMedia({ audio: true }));
       this._meter(this.stream);
       const url = this.dialect === "beta"
-        ? `${this.baseUrl}/v1/realtime?model=gpt-4o-realtime-preview`
-        : `${this.baseUrl}/v1/realtime/calls`;
+        ? `${this.baseUrl}/v1/realtime?model=gpt-4o-realtime-preview&gateway_events=true`
+        : `${this.baseUrl}/v1/realtime/calls?gateway_events=true`;
       await this._openPeer(url, token);
     } catch (err) {
       this._fail(err);
@@ -141,7 +141,7 @@ export class VoiceAgent {
       await new Promise((r) => setTimeout(r, delay));
       try {
         this.pc?.close();
-        await this._openPeer(`${this.baseUrl}/v1/realtime/calls`, this.resumeToken);
+        await this._openPeer(`${this.baseUrl}/v1/realtime/calls?gateway_events=true`, this.resumeToken);
         return;
       } catch (err) {
         if (err.status === 404 || err.status === 401) break; // the call is gone
