@@ -156,6 +156,13 @@ def check_events(events: list[Json], dialect: str) -> None:
         validate(e)
 
 
+#: A page's events, told briefly (errors, tool calls, what was said): for failure messages.
+PAGE_STORY = """(evs => evs.filter(e => e.type === 'error' || e.type.endsWith('transcript.done') ||
+  e.type === 'response.function_call_arguments.done' || e.type.startsWith('gateway.') ||
+  e.type.endsWith('transcription.completed')).map(e => e.type + ': ' +
+  JSON.stringify(e.error || e.transcript || e.name || '')).slice(-20).join(' | '))(%s)"""
+
+
 def transcripts(events: list[Json], dialect: str = "ga") -> list[str]:
     kind = ("response.audio_transcript.done" if dialect == "beta"
             else "response.output_audio_transcript.done")

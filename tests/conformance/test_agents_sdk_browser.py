@@ -13,7 +13,13 @@ from aiohttp import web
 
 from tests.browser import chromium
 from tests.conformance.sdk_client import APP_INSTRUCTIONS
-from tests.conformance.support import ARTIFACTS, bound_port, check_events, mic_wav
+from tests.conformance.support import (
+    ARTIFACTS,
+    PAGE_STORY,
+    bound_port,
+    check_events,
+    mic_wav,
+)
 from tests.gateway_fixtures import running_gateway
 
 JS = Path(__file__).resolve().parent / "js"
@@ -69,11 +75,15 @@ async def test_agents_sdk_webrtc_client_tool(tmp_path: Path, local_engine_url: s
             assert str(call).startswith("rtc_") or call == "connected", call
             runs = await page.wait_for("window.toolRuns.length > 0 && window.toolRuns", 35)
             assert runs[0]["date"] and runs[0]["time"], runs
-            said = await page.wait_for(
-                "window.transportEvents.find(e => e.type === "
-                "'response.output_audio_transcript.done' && "
-                f"e.transcript.includes('{PAGE_CONFIRMATION}'))", 30)
-            assert said
+            try:
+                await page.wait_for(
+                    "window.transportEvents.find(e => e.type === "
+                    "'response.output_audio_transcript.done' && "
+                    f"e.transcript.includes('{PAGE_CONFIRMATION}'))", 30)
+            except TimeoutError:
+                story = await page.evaluate(PAGE_STORY % "window.transportEvents")
+                raise AssertionError(f"the agent never said the page's result: {story}"
+                                     ) from None
             events = await page.evaluate("window.transportEvents")
             errors = [e for e in events if e.get("type") == "error"]
             assert not errors, f"the gateway refused what the SDK sent: {errors}"

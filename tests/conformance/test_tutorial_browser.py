@@ -16,6 +16,7 @@ from aiohttp import web
 from tests.browser import chromium
 from tests.conformance.support import (
     ARTIFACTS,
+    PAGE_STORY,
     bound_port,
     check_events,
     mic_wav,
@@ -143,13 +144,14 @@ async def test_tutorial_browser_flow_runs_its_tool(tmp_path: Path, local_engine_
             assert body["voice"] == "verse"
             assert [t["name"] for t in body["tools"]] == ["get_weather"]
             await page.wait_for("window.connected", 10)
-            args = await page.wait_for("window.functionRuns.length > 0 && window.functionRuns",
-                                       35)
-            assert isinstance(args, list)
-            said = await page.wait_for(
-                "window.events.find(e => e.type === 'response.audio_transcript.done' && "
-                "e.transcript.includes('reported by the page'))", 30)
-            assert said
+            try:
+                await page.wait_for("window.functionRuns.length > 0", 35)
+                await page.wait_for(
+                    "window.events.find(e => e.type === 'response.audio_transcript.done' && "
+                    "e.transcript.includes('reported by the page'))", 30)
+            except TimeoutError:
+                story = await page.evaluate(PAGE_STORY % "window.events")
+                raise AssertionError(f"no tool round with the page: {story}") from None
             outs = [e["item"] for e in tap.sent_of("conversation.item.create")
                     if e["item"].get("type") == "function_call_output"]
             assert len(outs) == 1 and json.loads(outs[0]["output"])["message"] == PAGE_SAYS
