@@ -4,7 +4,8 @@ A WebSocket client declares its own ``schedule_appointment`` tool and asks (a te
 ``response.create``) for an appointment; the local engine answers with a function call; the
 client answers it with ``function_call_output`` + ``response.create`` at once. Timed at the
 client: ``response.function_call_arguments.done`` seen -> first ``response.output_audio.delta``
-of the follow-up response. The same client does the same round directly against the engine's
+of the follow-up response (the client sends its output once the call's ``response.done`` is
+in, as OpenAI requires: one response at a time). The same client does the same round directly against the engine's
 ``/v1/realtime`` and through a gateway process in front of that engine, rounds interleaved
 (gateway, direct, gateway, ...) in one run so drift hits both alike; medians per path and the
 difference. The gateway's profile has no server tools (the tool is the client's alone).
@@ -47,10 +48,17 @@ TOOL: Json = {"type": "function", "name": "schedule_appointment",
               "parameters": {"type": "object", "properties": {
                   "date": {"type": "string"}, "time": {"type": "string"}}}}
 ASK = "Schedule an appointment for Tuesday at three PM."
-#: A gateway profile without server tools: the client's tool is the only one.
+#: A gateway profile without server tools: the client's tool is the only one. The call's
+#: guards (idle prompt and hang-up, dead-mic prompt) are off: this client sends no audio, and
+#: a guard's own response would land in the middle of a timed round.
 TOML = """
+[guards]
+idle_prompt_s = 3600
+idle_hangup_s = 3600
+
 [profiles.default]
 tools = []
+ask_on_dead_mic = false
 """
 
 
@@ -82,6 +90,7 @@ async def _round(ws: Any, i: int) -> float:
         "content": [{"type": "input_text", "text": ASK}]}}))
     await ws.send(json.dumps({"type": "response.create"}))
     call, t0 = await _next(ws, "response.function_call_arguments.done")
+    await _next(ws, "response.done")  # as at OpenAI: one response at a time
     await ws.send(json.dumps({"type": "conversation.item.create", "item": {
         "type": "function_call_output", "call_id": call["call_id"],
         "output": json.dumps({"status": "booked", "date": "2026-12-08", "time": "15:00",
