@@ -78,18 +78,19 @@ properties = {{ account_id = {{ type = "string" }}, phone = {{ type = "string" }
         await runner.cleanup()
 
 
-async def test_client_cannot_declare_or_answer_server_tools() -> None:
+async def test_client_tools_beside_server_tools_and_no_answering_the_servers() -> None:
     async with running_fake() as (fake, url), running_gateway(url) as gw:
         peer = ClientPeer(PcmSourceTrack(tone(300, -30)))
         try:
             await peer.connect(gw.http, f"{gw.base}/v1/realtime/calls", await gw.mint())
             await peer.next_event("session.created")
+            # A client's own tool is declared beside the server's (it runs in the client).
             peer.send({"type": "session.update", "event_id": "t1", "session": {
                 "type": "realtime", "tools": [{"type": "function", "name": "transfer_money",
                                                "parameters": {"type": "object"}}]}})
-            err = await peer.next_event("error")
-            assert err["error"]["event_id"] == "t1"
-            assert err["error"]["param"] in ("session.tools", "session.tools[0]")
+            upd = await peer.next_event("session.updated")
+            assert [t["name"] for t in upd["session"]["tools"]] == [
+                "lookup_customer", "schedule_appointment", "transfer_money"]
             # The model calls a server tool; the client tries to answer it itself.
             c = fake.conn
             rid, iid, call_id = "resp_t1", "item_t1", "call_t1"
