@@ -5,8 +5,9 @@ A WebSocket client declares its own ``schedule_appointment`` tool and asks (a te
 client answers it with ``function_call_output`` + ``response.create`` at once. Timed at the
 client: ``response.function_call_arguments.done`` seen -> first ``response.output_audio.delta``
 of the follow-up response (the client sends its output once the call's ``response.done`` is
-in, as OpenAI requires: one response at a time). The same client does the same round directly against the engine's
-``/v1/realtime`` and through a gateway process in front of that engine, rounds interleaved
+in, as OpenAI requires: one response at a time). The same client does the same round
+directly against the engine's ``/v1/realtime`` and through a gateway process in front of that
+engine, rounds interleaved
 (gateway, direct, gateway, ...) in one run so drift hits both alike; medians per path and the
 difference. The gateway's profile has no server tools (the tool is the client's alone).
 
