@@ -4,11 +4,13 @@ VENV      := .venv
 BIN       := $(VENV)/bin
 STAMP     := $(VENV)/.installed
 SYSSTAMP  := .sysdeps.stamp
+JSDIR     := tests/conformance/js
+JSSTAMP   := $(JSDIR)/.installed
 HOST      ?= 127.0.0.1
 PORT      ?= 8080
 
 .DEFAULT_GOAL := help
-.PHONY: help install sysdeps run test test-fast lint typecheck bench bench-quick clean
+.PHONY: help install sysdeps conformance-js run test test-fast lint typecheck bench bench-quick clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,6 +23,14 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP) ## create .venv and install pinned Python packages
 
+# OpenAI's browser SDK for the conformance tests: installed from the lock file, bundled once.
+$(JSSTAMP): $(JSDIR)/package.json $(JSDIR)/package-lock.json $(JSDIR)/agents_page.js
+	@command -v npm >/dev/null || { echo "npm is required for the conformance tests (apt-get install -y npm)"; exit 1; }
+	cd $(JSDIR) && npm ci --no-audit --no-fund && npm run bundle
+	touch $(JSSTAMP)
+
+conformance-js: $(JSSTAMP) ## npm ci + esbuild bundle of the browser SDK the conformance tests drive
+
 sysdeps: ## install Debian packages the tests drive (chromium, espeak-ng, sox, prometheus)
 	@scripts/sysdeps.sh
 
@@ -28,7 +38,7 @@ run: install ## start the gateway on http://$(HOST):$(PORT) with the demo (local
 	GATEWAY_HOST=$(HOST) GATEWAY_PORT=$(PORT) GATEWAY_DEMO_ENABLED=$${GATEWAY_DEMO_ENABLED:-true} \
 	  $(BIN)/python -m gateway serve --with-local-engine-if-no-key
 
-test: install sysdeps ## run the whole test suite (what CI runs)
+test: install sysdeps $(JSSTAMP) ## run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: install ## tests without slow soak and browser tests
@@ -58,4 +68,4 @@ bench-quick: install ## regression guard: cost per call vs the naive relay, in o
 	$(BIN)/python -m bench.calls --quick
 
 clean: ## remove the venv
-	rm -rf $(VENV) $(SYSSTAMP)
+	rm -rf $(VENV) $(SYSSTAMP) $(JSDIR)/node_modules $(JSDIR)/dist $(JSSTAMP)

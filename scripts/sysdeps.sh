@@ -10,6 +10,7 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v ip >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables)
 command -v turnserver >/dev/null || need+=(coturn)
+command -v npm >/dev/null || need+=(npm)
 if ((${#need[@]})); then
   if [[ $(id -u) -ne 0 ]]; then echo "missing Debian packages: ${need[*]} (run as root or install them)"; exit 1; fi
   echo "installing Debian packages: ${need[*]}"

@@ -11,6 +11,7 @@ an int), so ``audio_start_ms: 12.0`` fails as it would for a typed client.
 API (reused by other suites, keep it stable):
     validate_server_event(event: dict) -> None   # AssertionError on any violation
     validate_client_event(event: dict) -> None
+    validate_beta_server_event(event: dict) -> None   # the same, against openai.types.beta.realtime
     validate_live_server_event(event: dict) -> None   # the same, against openai.types.live
     validate_live_client_event(event: dict) -> None
 """
@@ -24,8 +25,8 @@ from typing import Annotated, Any, Union
 import pydantic
 from pydantic import Field, TypeAdapter
 
-__all__ = ["validate_client_event", "validate_live_client_event", "validate_live_server_event",
-           "validate_server_event"]
+__all__ = ["validate_beta_server_event", "validate_client_event", "validate_live_client_event",
+           "validate_live_server_event", "validate_server_event"]
 
 
 def _discriminated(alias: Any) -> TypeAdapter[Any]:
@@ -46,6 +47,13 @@ def _client_adapter() -> TypeAdapter[Any]:
     from openai.types.realtime import RealtimeClientEvent
 
     return _discriminated(RealtimeClientEvent)
+
+
+@cache
+def _beta_server_adapter() -> TypeAdapter[Any]:
+    from openai.types.beta.realtime import RealtimeServerEvent
+
+    return _discriminated(RealtimeServerEvent)
 
 
 @cache
@@ -103,6 +111,12 @@ def validate_server_event(event: dict[str, Any]) -> None:
 def validate_client_event(event: dict[str, Any]) -> None:
     """Raise AssertionError unless ``event`` is a valid GA client event with no unknown keys."""
     _validate(_client_adapter(), event, "client")
+
+
+def validate_beta_server_event(event: dict[str, Any]) -> None:
+    """Raise AssertionError unless ``event`` is a valid beta-era server event
+    (``openai.types.beta.realtime``) with no undeclared key: what beta clients were typed for."""
+    _validate(_beta_server_adapter(), event, "beta server")
 
 
 def validate_live_server_event(event: dict[str, Any]) -> None:
