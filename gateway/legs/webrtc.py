@@ -39,6 +39,7 @@ from .tracks import OutboundAudioTrack
 log = logging.getLogger("gateway.webrtc")
 
 OPUS_RTPMAP = re.compile(r"^a=rtpmap:\d+ opus/48000", re.IGNORECASE | re.MULTILINE)
+FINGERPRINT = re.compile(r"^a=fingerprint:\S+ [0-9A-Fa-f:]{20,}\s*$", re.MULTILINE)
 MAX_PENDING_EVENTS = 512
 SETUP_TIMEOUT_S = 15.0
 
@@ -51,6 +52,11 @@ def check_offer(sdp: str) -> None:
         raise ApiError(400, "invalid_sdp", "The body is not an SDP offer (it must start with v=0).")
     if "\nm=audio " not in sdp.replace("\r\n", "\n"):
         raise ApiError(400, "invalid_sdp", "The SDP offer has no audio section (m=audio).")
+    if not FINGERPRINT.search(sdp):
+        # Without one, DTLS cannot authenticate the peer (aiortc would still answer and hold
+        # the slot until the handshake fails): RFC 8827 requires it.
+        raise ApiError(400, "invalid_sdp", "The SDP offer has no DTLS fingerprint "
+                       "(a=fingerprint:<hash> <value>).")
     if not OPUS_RTPMAP.search(sdp):
         raise ApiError(400, "invalid_sdp", "The SDP offer's audio does not offer Opus "
                        "(a=rtpmap:<pt> opus/48000/2), the only codec this gateway speaks "
