@@ -182,11 +182,11 @@ class ServerConfig:
     #: Addresses (IPs or CIDRs) of reverse proxies whose X-Forwarded-Proto/Host are believed
     #: when public_url is unset (Twilio's signed URL); default none: nobody's are.
     trusted_proxies: tuple[str, ...] = ()
-    #: HTTP connections: a keep-alive connection idle this long is closed; a request whose
-    #: head (request line + headers) has not fully arrived this long after the connection
-    #: opened or went idle is answered 408 and closed (slowloris).
+    #: HTTP connections: one idle this long is closed, and so is one that has not sent a
+    #: whole request head (line + headers) this long after it opened or its last response
+    #: (slowloris); a body must arrive within body_timeout_s (408 otherwise).
     keepalive_timeout_s: float = 15.0
-    request_head_timeout_s: float = 10.0
+    body_timeout_s: float = 20.0
 
     def __post_init__(self) -> None:
         if self.event_loop not in ("uvloop", "asyncio"):

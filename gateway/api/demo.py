@@ -14,7 +14,7 @@ from gateway.errors import ApiError
 from gateway.jsonlimits import DEFAULT_MAX_DEPTH, JsonTooDeep, JsonTooLarge, loads_limited
 
 from .appkeys import CONFIG, FACTORY, METRICS, TOKENS
-from .jsonbody import parse_json
+from .jsonbody import parse_json, read_body
 
 STATIC = Path(__file__).parent.parent / "static"
 routes = web.RouteTableDef()
@@ -35,7 +35,7 @@ async def profiles(request: web.Request) -> web.Response:
 @routes.post("/api/session")
 async def demo_session(request: web.Request) -> web.Response:
     cfg = request.app[CONFIG]
-    raw = await request.read()
+    raw = await read_body(request)
     try:
         body = loads_limited(raw, max_bytes=cfg.server.max_body_bytes,
                              max_depth=DEFAULT_MAX_DEPTH)

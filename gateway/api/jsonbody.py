@@ -7,6 +7,7 @@ limit a 413 ``body_too_large``; neither reaches ``json.loads``' recursion.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -31,9 +32,20 @@ def parse_json(data: bytes | str, *, max_bytes: int, param: str | None = None,
         raise bad_request("invalid_json", f"{what} is not valid JSON.", param) from e
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, within ``server.body_timeout_s`` (a client trickling a body would
+    otherwise hold its connection and handler for ever): 408 when it is slower."""
+    try:
+        async with asyncio.timeout(request.app[CONFIG].server.body_timeout_s):
+            return await request.read()
+    except TimeoutError as e:
+        raise ApiError(408, "request_timeout", "The request body did not arrive in time.",
+                       headers={"Connection": "close"}) from e
+
+
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The request's body as a JSON object (``{}`` when empty)."""
-    raw = await request.read()
+    raw = await read_body(request)
     body = parse_json(raw or b"{}", max_bytes=request.app[CONFIG].server.max_body_bytes)
     if not isinstance(body, dict):
         raise bad_request("invalid_json", "The body must be a JSON object.")

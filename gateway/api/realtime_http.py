@@ -14,7 +14,7 @@ from gateway.errors import ApiError, bad_request, unauthorized
 
 from .appkeys import CALLS, CONFIG, FACTORY, METRICS, TOKENS
 from .forwarding import forward_to_owner
-from .jsonbody import parse_json, read_json_object
+from .jsonbody import parse_json, read_body, read_json_object
 
 log = logging.getLogger("gateway.signaling")
 routes = web.RouteTableDef()
@@ -113,7 +113,7 @@ async def client_secrets(request: web.Request) -> web.Response:
 
 async def read_sdp(request: web.Request) -> str:
     try:
-        text = (await request.read()).decode("utf-8")
+        text = (await read_body(request)).decode("utf-8")
     except UnicodeDecodeError as e:
         raise bad_request("invalid_sdp", "The SDP offer is not UTF-8 text.") from e
     if not text.strip():
