@@ -56,7 +56,7 @@ def flood(targets: list[tuple[str, int]], count: int, size: int = 1200) -> None:
     """RTP-looking datagrams (first byte 0x80) from a socket that never did ICE."""
     payload = b"\x80" + b"\x00" * (size - 1)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        for i in range(count):
+        for _ in range(count):
             for t in targets:
                 try:
                     s.sendto(payload, t)
@@ -122,8 +122,6 @@ async def test_after_ice_only_the_selected_pair_is_heard(env: Any) -> None:
         await until(lambda: conn._nominated.get(1) is not None, 10, "ICE nominated a pair")
         remote = conn._nominated[1].remote_addr
         local = conn._nominated[1].local_addr
-        frames_before = call.stats.caller_frames if hasattr(call.stats, "caller_frames") \
-            else None
         await asyncio.to_thread(flood, [local], 3000)
         await until(lambda: conn.gw_dropped >= 500, 10, "the stranger's datagrams dropped")
         assert remote != local
@@ -133,7 +131,6 @@ async def test_after_ice_only_the_selected_pair_is_heard(env: Any) -> None:
             "type": "realtime", "audio": {"output": {"voice": "ash"}}}})
         await peer.next_event("session.updated")
         assert not call.closing
-        del frames_before
     finally:
         await peer.close()
 
@@ -162,7 +159,7 @@ async def test_a_client_that_stops_reading_its_data_channel_is_ended(env: Any) -
         sctp._receive_chunk = deaf  # type: ignore[method-assign]
         up = fake.conns[-1]
         text = "x" * 2000
-        for i in range(400):  # ~0.8 MB of events the client never takes
+        for _ in range(400):  # ~0.8 MB of events the client never takes
             if call.closing:
                 break
             await up.send({"type": "response.output_audio_transcript.delta",
