@@ -6,8 +6,13 @@ STAMP     := $(VENV)/.installed
 SYSSTAMP  := .sysdeps.stamp
 JSDIR     := tests/conformance/js
 JSSTAMP   := $(JSDIR)/.installed
-HOST      ?= 127.0.0.1
-PORT      ?= 8080
+# The documented operator variables decide (GATEWAY_PORT=18080 make run); HOST/PORT given
+# on make's command line (make run PORT=9000) still work. HOST/PORT from the environment
+# are ignored: shells and platforms set them for other purposes (zsh's HOST is the machine).
+GATEWAY_HOST ?= 127.0.0.1
+GATEWAY_PORT ?= 8080
+HOST      := $(if $(filter command line,$(origin HOST)),$(HOST),$(GATEWAY_HOST))
+PORT      := $(if $(filter command line,$(origin PORT)),$(PORT),$(GATEWAY_PORT))
 
 .DEFAULT_GOAL := help
 .PHONY: help install sysdeps conformance-js run test test-fast lint typecheck bench bench-quick clean

@@ -16,6 +16,7 @@ from typing import IO, Any
 from gateway.obs.logs import setup_logging
 
 from . import config as config_mod
+from .children import die_with_parent
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -59,9 +60,11 @@ def run_loop(main: Coroutine[Any, Any, int], kind: str) -> int:
 
 
 def _start_local_engine(port: int) -> tuple[subprocess.Popen[str], str]:
+    # The engine dies with the gateway, even a kill -9 of it: an orphan would hold its port
+    # and a restarted gateway could not start its own (gateway/children.py).
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "localrt", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent())
     out: IO[str] | None = proc.stdout
     assert out is not None
     for line in out:

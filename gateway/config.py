@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import ipaddress
 import logging
 import os
 import secrets
@@ -181,11 +182,25 @@ class ServerConfig:
     #: After start-up, freeze what is alive into the permanent GC generation and collect
     #: young objects less often (per-packet objects are acyclic; see gateway/lifecycle.py).
     gc_tuned: bool = True
+    #: Addresses (IPs or CIDRs) of reverse proxies whose X-Forwarded-Proto/Host are believed
+    #: when public_url is unset (Twilio's signed URL); default none: nobody's are.
+    trusted_proxies: tuple[str, ...] = ()
+    #: HTTP connections: one idle this long is closed, and so is one that has not sent a
+    #: whole request head (line + headers) this long after it opened or its last response
+    #: (slowloris); a body must arrive within body_timeout_s (408 otherwise).
+    keepalive_timeout_s: float = 15.0
+    body_timeout_s: float = 20.0
 
     def __post_init__(self) -> None:
         if self.event_loop not in ("uvloop", "asyncio"):
             raise ValueError(f"server.event_loop: expected 'uvloop' or 'asyncio', "
                              f"got {self.event_loop!r}")
+        for entry in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as e:
+                raise ValueError(f"server.trusted_proxies: {entry!r} is not an IP address "
+                                 "or network") from e
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +230,12 @@ class MediaConfig:
     outbound_buffer_s: float = 120.0
     #: Max data-channel message accepted from a client.
     max_event_bytes: int = 256 * 1024
+    #: Events waiting in the data channel's send buffer (bytes) above which the client is
+    #: considered not reading and the call ends, as the WebSocket leg's bounded queue does.
+    max_channel_buffer_bytes: int = 4 * 1024 * 1024
+    #: An answered offer whose peer has not connected (ICE + DTLS) within this many seconds
+    #: is released entirely: slot, upstream, media port, recording.
+    connect_timeout_s: float = 10.0
     #: WebSocket clients send audio as events: room for large appends.
     max_ws_event_bytes: int = 16 * 1024 * 1024
     #: No RTP for this long: the caller's connection is lost (the call is then held).

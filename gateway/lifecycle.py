@@ -12,12 +12,16 @@ import asyncio
 import gc
 import logging
 import signal
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.web_request import BaseRequest
 
 from gateway.api.appkeys import CALLS
 
 from .config import Config
+from .errors import ApiError
 from .upstream.client import gateway_event_id
 
 log = logging.getLogger("gateway.lifecycle")
@@ -66,8 +70,59 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+class _RequestHandler(web.RequestHandler):
+    """aiohttp's connection handler, answering requests it cannot parse (a header line over
+    8 KiB, too many headers, garbage) in OpenAI's JSON error shape, logged at info: a bad
+    client is not the gateway's error."""
+
+    def handle_error(self, request: BaseRequest, status: int = 500,
+                     exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if status >= 500 or not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        too_long = isinstance(exc, LineTooLong) or "too many headers" in str(exc).lower()
+        err = (ApiError(431, "request_headers_too_large",
+                        "A request line or header is over the size limit.")
+               if too_long else
+               ApiError(400, "invalid_http_request", "The request is not valid HTTP."))
+        log.info("refused an unparsable HTTP request from %s: %s", request.remote,
+                 type(exc).__name__)
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started")
+        resp = err.response()
+        resp.force_close()
+        return resp
+
+
+class _Server(web.Server):
+    def __call__(self) -> web.RequestHandler:
+        return _RequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class GatewayRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections are :class:`_RequestHandler`s, with the
+    ``[server]`` connection timeouts: ``keepalive_timeout_s`` closes a connection idle that
+    long, and (aiohttp arms the same deadline when a connection opens) one that has not sent
+    a whole request head by then: idle and slowloris sockets are not held for ever."""
+
+    def __init__(self, app: web.Application, config: Config, **kwargs: Any) -> None:
+        kwargs.setdefault("keepalive_timeout", config.server.keepalive_timeout_s)
+        super().__init__(app, **kwargs)
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        if type(server) is not web.Server or not hasattr(server, "_kwargs"):
+            raise RuntimeError("aiohttp's Server changed shape: cannot install the handler")
+        server.__class__ = _Server  # no attributes of its own: the object stays valid
+        return server
+
+
+def make_runner(app: web.Application, config: Config, **kwargs: Any) -> web.AppRunner:
+    return GatewayRunner(app, config, **kwargs)
+
+
 async def serve(app: web.Application, config: Config) -> int:
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = make_runner(app, config, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port,
                        reuse_port=config.server.reuse_port or None)

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway import config as config_mod
 from gateway.app import make_app
+from gateway.lifecycle import make_runner
 
 API_KEY = "sk-gw-test-key"
 ADMIN = "admin-test-token"
@@ -54,7 +55,7 @@ async def running_gateway(upstream_url: str, env: Mapping[str, str] | None = Non
         path.write_text(toml)
     cfg = config_mod.load(path, e)
     app = make_app(cfg)
-    runner = web.AppRunner(app)
+    runner = make_runner(app, cfg)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -13,6 +13,7 @@ import aiohttp
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import API_KEY
 from tests.peers import ClientPeer, PcmSourceTrack, tone
+from tests.waiting import until_ready
 
 
 def free_port() -> int:
@@ -34,14 +35,7 @@ async def test_sigterm_drains_live_call_then_exits_zero() -> None:
         peer = ClientPeer(PcmSourceTrack(tone(300, -30)))
         try:
             async with aiohttp.ClientSession() as http:
-                async with asyncio.timeout(20):
-                    while True:
-                        try:
-                            async with http.get(f"{base}/readyz") as r:
-                                if r.status == 200:
-                                    break
-                        except aiohttp.ClientConnectionError:
-                            await asyncio.sleep(0.1)
+                await until_ready([base], proc, what="the gateway is ready")
                 auth = {"Authorization": f"Bearer {API_KEY}"}
                 async with http.post(f"{base}/v1/realtime/client_secrets", json={},
                                      headers=auth) as r:

@@ -24,7 +24,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("gateway.cluster",),
     ("gateway.legs", "gateway.upstream", "gateway.recording"),
     ("gateway.tools", "gateway.obs", "gateway.audio"),
-    ("gateway.config", "gateway.ids", "gateway.errors"),
+    ("gateway.config", "gateway.ids", "gateway.errors", "gateway.jsonlimits",
+     "gateway.children"),
 ]
 LOCALRT = "gateway.localrt"
 

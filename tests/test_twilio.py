@@ -167,8 +167,9 @@ async def test_twiml_connects_a_stream_without_query_string() -> None:
 
 async def test_signature_checked_against_the_forwarded_public_url() -> None:
     """No GATEWAY_PUBLIC_URL: behind a TLS-terminating proxy the URL Twilio signed is
-    rebuilt from X-Forwarded-Proto/Host, and the stream URL uses the same host."""
-    env = {"GATEWAY_PUBLIC_URL": ""}
+    rebuilt from X-Forwarded-Proto/Host (the proxy is trusted), and the stream URL uses the
+    same host."""
+    env = {"GATEWAY_PUBLIC_URL": "", "GATEWAY_SERVER_TRUSTED_PROXIES": "127.0.0.0/8"}
     async with phone_line(env) as (_up, gw, twilio):
         public = "https://voice.example.org"
         fwd = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "voice.example.org"}

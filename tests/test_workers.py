@@ -17,6 +17,7 @@ from gateway.cluster.workers import internal_port
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import ADMIN, API_KEY
 from tests.test_drain import free_port
+from tests.waiting import until_ready
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
@@ -35,22 +36,15 @@ async def test_two_workers_share_one_port_and_their_calls(tmp_path: object) -> N
         sockets = []
         try:
             async with aiohttp.ClientSession() as http:
-                async def ready(url: str) -> bool:
-                    try:
-                        async with http.get(f"{url}/readyz") as r:
-                            return r.status == 200
-                    except aiohttp.ClientConnectionError:
-                        return False
-
-                # Both workers up (each also answers on its own internal port).
+                # Both workers up (each also answers on its own internal port). On a busy
+                # machine starting Python processes takes long: a generous deadline, but
+                # failing at once if the supervisor died.
                 workers = [f"http://127.0.0.1:{internal_port(port, i)}" for i in range(2)]
-                async with asyncio.timeout(30):
-                    while not all([await ready(w) for w in workers]):  # noqa: ASYNC110
-                        await asyncio.sleep(0.2)
+                await until_ready(workers, proc, what="both workers ready")
                 ws_url = f"ws://127.0.0.1:{port}/v1/realtime?model=gpt-realtime"
                 for _ in range(12):  # P(all on one worker) = 2 / 2**12
                     ws = await websockets.connect(ws_url, additional_headers={
-                        "Authorization": f"Bearer {API_KEY}"})
+                        "Authorization": f"Bearer {API_KEY}"}, open_timeout=60)
                     await ws.recv()  # session.created
                     sockets.append(ws)
                 async with http.get(f"{base}/admin/calls", headers=admin) as r:
@@ -68,7 +62,7 @@ async def test_two_workers_share_one_port_and_their_calls(tmp_path: object) -> N
                     async with http.get(f"{base}/admin/calls", headers=admin) as r:
                         return len((await r.json())["data"])
 
-                async with asyncio.timeout(10):
+                async with asyncio.timeout(60):  # a deadline, not a pace: busy machines
                     while await listed():  # noqa: ASYNC110 - state in another process
                         await asyncio.sleep(0.1)
                 # One scrape covers both workers.
@@ -83,7 +77,7 @@ async def test_two_workers_share_one_port_and_their_calls(tmp_path: object) -> N
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
-                    async with asyncio.timeout(20):
+                    async with asyncio.timeout(60):
                         await proc.wait()
                 except TimeoutError:
                     proc.kill()

@@ -11,8 +11,10 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.errors import ApiError
+from gateway.jsonlimits import DEFAULT_MAX_DEPTH, JsonTooDeep, JsonTooLarge, loads_limited
 
 from .appkeys import CONFIG, FACTORY, METRICS, TOKENS
+from .jsonbody import parse_json, read_body
 
 STATIC = Path(__file__).parent.parent / "static"
 routes = web.RouteTableDef()
@@ -33,10 +35,14 @@ async def profiles(request: web.Request) -> web.Response:
 @routes.post("/api/session")
 async def demo_session(request: web.Request) -> web.Response:
     cfg = request.app[CONFIG]
+    raw = await read_body(request)
     try:
-        body = await request.json()
+        body = loads_limited(raw, max_bytes=cfg.server.max_body_bytes,
+                             max_depth=DEFAULT_MAX_DEPTH)
+    except (JsonTooDeep, JsonTooLarge):
+        body = parse_json(raw, max_bytes=cfg.server.max_body_bytes)  # raises its 400/413
     except ValueError:
-        body = {}
+        body = {}  # the demo page may post nothing: the default profile
     name = body.get("profile") if isinstance(body, dict) else None
     profile = cfg.profiles.get(name) if isinstance(name, str) else \
         cfg.profiles[cfg.default_profile]

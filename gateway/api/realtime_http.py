@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from typing import Any
 
@@ -15,6 +14,7 @@ from gateway.errors import ApiError, bad_request, unauthorized
 
 from .appkeys import CALLS, CONFIG, FACTORY, METRICS, TOKENS
 from .forwarding import forward_to_owner
+from .jsonbody import parse_json, read_body, read_json_object
 
 log = logging.getLogger("gateway.signaling")
 routes = web.RouteTableDef()
@@ -60,13 +60,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_content_type",
                        "Send the body as application/json.")
-    try:
-        body = json.loads(await request.read() or b"{}")
-    except ValueError as e:
-        raise bad_request("invalid_json", "The body is not valid JSON.") from e
-    if not isinstance(body, dict):
-        raise bad_request("invalid_json", "The body must be a JSON object.")
-    return body
+    return await read_json_object(request)
 
 
 def session_from_request(config: Config, factory: Any, session: Any
@@ -130,7 +124,7 @@ async def client_secrets(request: web.Request) -> web.Response:
 
 async def read_sdp(request: web.Request) -> str:
     try:
-        text = (await request.read()).decode("utf-8")
+        text = (await read_body(request)).decode("utf-8")
     except UnicodeDecodeError as e:
         raise bad_request("invalid_sdp", "The SDP offer is not UTF-8 text.") from e
     if not text.strip():
@@ -197,11 +191,8 @@ async def read_multipart(request: web.Request) -> tuple[str, Any]:
         if part.name == "sdp":
             sdp = bytes(data).decode("utf-8", "replace")
         elif part.name == "session":
-            try:
-                session = json.loads(bytes(data))
-            except ValueError as e:
-                raise bad_request("invalid_json", "The 'session' part is not valid JSON.",
-                                  "session") from e
+            session = parse_json(bytes(data), max_bytes=limit, param="session",
+                                 what="The 'session' part")
     if not sdp:
         raise bad_request("missing_required_parameter", "The 'sdp' part is missing.", "sdp")
     return sdp, session

@@ -31,6 +31,7 @@ from gateway.supervise.supervision import MAX_COACH_CHARS, supervision
 
 from .admin import _check
 from .appkeys import CALLS
+from .jsonbody import read_json_object
 
 log = logging.getLogger("gateway.supervise")
 audit = logging.getLogger("gateway.audit")
@@ -66,13 +67,7 @@ def _sdp_answer(call: CallSession, lis: Listener, answer: str) -> web.Response:
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError as e:
-        raise ApiError(400, "invalid_json", "The body is not valid JSON.") from e
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "The body must be a JSON object.")
-    return body
+    return await read_json_object(request)
 
 
 @routes.post("/admin/calls/{call_id}/listen")

@@ -4,6 +4,12 @@ A token is ``ek_<payload>.<mac>``: the payload carries its id, expiry and profil
 (HMAC-SHA256 with ``GATEWAY_TOKEN_SECRET``) makes it unforgeable, and the registry holds
 the session config it was minted with, keyed by id, so the token binds that config and is
 spent once (single use is an atomic take in the registry).
+
+A token is also bound to the **transport** it was minted for (claim ``t``): ``realtime``
+for the OpenAI-compatible routes (WebRTC offers, the Realtime WebSocket) and ``twilio`` for
+the token the Twilio webhook hands its media stream. Each route redeems with its own
+transport, so a browser's ``ek_`` cannot open a Twilio stream (whose route skips the API key)
+and a Twilio stream's token cannot open a WebRTC call.
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ from gateway.cluster.registry import Registry
 from gateway.errors import ApiError
 
 PREFIX = "ek_"
+#: The transports a token may be bound to.
+REALTIME = "realtime"
+TWILIO = "twilio"
+TRANSPORTS = frozenset({REALTIME, TWILIO})
 
 
 def _b64(data: bytes) -> str:
@@ -41,6 +51,7 @@ class Grant:
     dialect: str
     expires_at: int
     extra: dict[str, Any]
+    transport: str = REALTIME
 
 
 class TokenService:
@@ -53,10 +64,13 @@ class TokenService:
         return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest()[:24])
 
     async def mint(self, *, profile: str, session: dict[str, Any], ttl_s: int,
-                   dialect: str = "ga", extra: dict[str, Any] | None = None) -> tuple[str, int]:
+                   dialect: str = "ga", extra: dict[str, Any] | None = None,
+                   transport: str = REALTIME) -> tuple[str, int]:
+        if transport not in TRANSPORTS:
+            raise ValueError(f"unknown token transport {transport!r}")
         jti = secrets.token_urlsafe(12)
         expires_at = int(time.time()) + ttl_s
-        payload = _b64(json.dumps({"j": jti, "e": expires_at, "p": profile},
+        payload = _b64(json.dumps({"j": jti, "e": expires_at, "p": profile, "t": transport},
                                   separators=(",", ":")).encode())
         await self._registry.put_token(
             jti, {"profile": profile, "session": session, "dialect": dialect,
@@ -66,8 +80,9 @@ class TokenService:
     def looks_like_token(self, value: str) -> bool:
         return value.startswith(PREFIX)
 
-    async def redeem(self, token: str) -> Grant:
-        """Verify and (when single use) spend a token. Raises a 401 :class:`ApiError`."""
+    async def redeem(self, token: str, *, transport: str = REALTIME) -> Grant:
+        """Verify and (when single use) spend a token minted for ``transport``.
+        Raises a 401 :class:`ApiError`; a token of another transport is not spent."""
         body = token[len(PREFIX):] if token.startswith(PREFIX) else ""
         payload, _, mac = body.partition(".")
         if not payload or not mac or not hmac.compare_digest(mac, self._mac(payload)):
@@ -75,8 +90,12 @@ class TokenService:
         try:
             claims = json.loads(_unb64(payload))
             jti, expires_at, profile = str(claims["j"]), int(claims["e"]), str(claims["p"])
-        except (ValueError, KeyError, TypeError) as e:
+            bound = str(claims.get("t", REALTIME))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ApiError(401, "invalid_token", "The ephemeral token is not valid.") from e
+        if bound != transport:
+            raise ApiError(401, "invalid_token", "The ephemeral token was not issued for "
+                           "this endpoint.")
         if expires_at <= time.time():
             raise ApiError(401, "token_expired", "The ephemeral token has expired; mint a new one.")
         record = await self._registry.take_token(jti, consume=self.single_use)
@@ -85,4 +104,4 @@ class TokenService:
                            "The ephemeral token was already used; tokens are single-use.")
         return Grant(jti=jti, profile=profile, session=dict(record["session"]),
                      dialect=str(record.get("dialect", "ga")), expires_at=expires_at,
-                     extra=dict(record.get("extra", {})))
+                     extra=dict(record.get("extra", {})), transport=bound)

@@ -10,7 +10,8 @@ The leg itself is :mod:`gateway.legs.twilio_leg`.
 from __future__ import annotations
 
 import asyncio
-import json
+import hashlib
+import ipaddress
 import logging
 import os
 from collections.abc import Callable
@@ -31,11 +32,12 @@ from gateway.call import policy
 from gateway.call.session import CallSession
 from gateway.config import Config
 from gateway.errors import ApiError
-from gateway.legs.twilio_leg import TwilioLeg, as_int
+from gateway.jsonlimits import DEFAULT_MAX_DEPTH, loads_limited
+from gateway.legs.twilio_leg import TwilioLeg, as_int, log_safe
 from gateway.upstream.client import UpstreamError, gateway_event_id
 
-from .appkeys import CALLS, CONFIG, FACTORY, METRICS, TOKENS
-from .tokens import Grant
+from .appkeys import CALLS, CONFIG, FACTORY, METRICS, REGISTRY, TOKENS
+from .tokens import TWILIO, Grant
 
 log = logging.getLogger("gateway.twilio")
 
@@ -46,6 +48,9 @@ STREAM_PATH = "/twilio/media-stream"
 #: Time from the webhook's answer to the stream's ``start``: Twilio connects within a second
 #: or two, so a minute is generous and still bounds a leaked token.
 TOKEN_TTL_S = 60
+#: How long a webhook's (CallSid, signature) is remembered: longer than the token it mints
+#: lives, so a replay can never yield a live token.
+REPLAY_TTL_S = 2 * TOKEN_TTL_S
 #: A socket that has not sent ``start`` by then is not a Twilio stream worth waiting for.
 START_TIMEOUT_S = 10.0
 #: Twilio's messages are small (a media frame is ~300 bytes, ``start`` a few KB).
@@ -73,10 +78,26 @@ def _first(header: str | None) -> str:
     return (header or "").split(",")[0].strip()
 
 
+def from_trusted_proxy(request: web.Request, config: Config) -> bool:
+    """Did the request come straight from one of ``server.trusted_proxies``?"""
+    if not config.server.trusted_proxies or not request.remote:
+        return False
+    try:
+        peer = ipaddress.ip_address(request.remote)
+    except ValueError:  # a Unix socket: no address to trust
+        return False
+    return any(peer in ipaddress.ip_network(n, strict=False)
+               for n in config.server.trusted_proxies)
+
+
 def public_base(request: web.Request, config: Config) -> str:
     """``scheme://host[/prefix]`` as Twilio sees the gateway (an https form)."""
     if config.server.public_url:
         return config.server.public_url.rstrip("/")
+    if not from_trusted_proxy(request, config):
+        # Anyone may send X-Forwarded-*: believing them would let a client choose the URL
+        # a signature is checked against.
+        return f"{request.scheme}://{request.host}"
     # Behind a TLS terminator Twilio signs the https URL it called, not what reached us.
     proto = _first(request.headers.get("X-Forwarded-Proto")).lower() or request.scheme
     proto = {"wss": "https", "ws": "http"}.get(proto, proto)
@@ -135,6 +156,13 @@ async def incoming(request: web.Request) -> web.Response:
     algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
     if not signature or not validator.validate(url, params, signature, algorithm):
         raise _refuse_signature(request)
+    # A validly signed request replayed (captured once, sent again) would mint a fresh
+    # stream token: each (CallSid, signature) is honoured once while its token could live.
+    replay_key = hashlib.sha256(f"{params.get('CallSid', '')}|{signature}".encode()).hexdigest()
+    if not await app[REGISTRY].remember_once(f"twilio-webhook:{replay_key}", REPLAY_TTL_S):
+        _setup_failed(request, "webhook_replayed")
+        log.warning("twilio webhook replayed: refused")
+        raise ApiError(403, "webhook_replayed", "This webhook request was already answered.")
     name = request.query.get("profile") or config.default_profile
     profile = config.profiles.get(name)
     if profile is None:
@@ -152,13 +180,15 @@ async def incoming(request: web.Request) -> web.Response:
                                   audio_format=None if transcode_enabled() else MULAW_FORMAT)
     caller, call_sid = params.get("From", ""), params.get("CallSid", "")
     token, _ = await app[TOKENS].mint(profile=profile.name, session=session, ttl_s=TOKEN_TTL_S,
-                                      extra={"caller": caller, "call_sid": call_sid})
+                                      extra={"caller": caller, "call_sid": call_sid},
+                                      transport=TWILIO)
     connect = Connect()
     stream = connect.stream(url=stream_url(request, config))
     stream.parameter(name="token", value=token)
     stream.parameter(name="profile", value=profile.name)
     reply.append(connect)
-    log.info("twilio call %s answered with profile %s", call_sid or "-", profile.name)
+    log.info("twilio call %s answered with profile %s", log_safe(call_sid, 64) or "-",
+             profile.name)
     return web.Response(text=str(reply), content_type="text/xml")
 
 
@@ -187,7 +217,11 @@ def parse_start(msg: dict[str, Any]) -> StreamStart | str:
     if not isinstance(body, dict):
         return "invalid_start"
     sid = msg.get("streamSid") or body.get("streamSid")
-    if not isinstance(sid, str) or not sid:
+    call_sid = body.get("callSid")
+    # Twilio's SIDs are letters and digits; anything else (a newline forging a log line,
+    # a quote) is not Twilio, and these values appear in log lines.
+    if not isinstance(sid, str) or not sid or log_safe(sid, 64) != sid or (
+            isinstance(call_sid, str) and log_safe(call_sid, 64) != call_sid):
         return "invalid_start"
     fmt = body.get("mediaFormat")
     if isinstance(fmt, dict) and (fmt.get("encoding") != "audio/x-mulaw"
@@ -199,7 +233,6 @@ def parse_start(msg: dict[str, Any]) -> StreamStart | str:
     if not isinstance(token, str) or not token:
         return "missing_token"
     profile = params.get("profile") if isinstance(params, dict) else None
-    call_sid = body.get("callSid")
     return StreamStart(sid, call_sid if isinstance(call_sid, str) else "", token,
                        profile if isinstance(profile, str) else "")
 
@@ -212,8 +245,9 @@ async def _await_start(ws: web.WebSocketResponse) -> StreamStart | str:
                 if msg.type != WSMsgType.TEXT:
                     continue
                 try:
-                    data = json.loads(msg.data)
-                except ValueError:
+                    data = loads_limited(msg.data, max_bytes=MAX_MESSAGE_BYTES,
+                                         max_depth=DEFAULT_MAX_DEPTH)
+                except ValueError:  # invalid, or nested too deep: not a start
                     continue
                 if isinstance(data, dict) and data.get("event") == "start":
                     return parse_start(data)
@@ -227,7 +261,7 @@ async def _await_start(ws: web.WebSocketResponse) -> StreamStart | str:
 async def _redeem(request: web.Request, start: StreamStart) -> Grant | str:
     app = request.app
     try:
-        grant = await app[TOKENS].redeem(start.token)
+        grant = await app[TOKENS].redeem(start.token, transport=TWILIO)
     except ApiError as e:
         return e.code
     expected = str(grant.extra.get("call_sid") or "")

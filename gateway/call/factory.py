@@ -224,7 +224,8 @@ class CallFactory:
         if not isinstance(call, CallSession) or call.closing:
             raise ApiError(404, "call_not_found", "No held call for this resume token; it "
                            "ended or the grace period passed.")
-        leg = self._webrtc_leg(call)
+        # A resumed peer that never connects leaves the call held, as a drop does.
+        leg = self._webrtc_leg(call, never_connected_reason="client_lost")
         try:
             answer = await leg.answer(offer_sdp)
         except BaseException:
@@ -244,7 +245,8 @@ class CallFactory:
             call.note("note", event="ice", local_type=local_type, remote_type=remote_type)
         return observe
 
-    def _webrtc_leg(self, call: CallSession) -> WebRtcLeg:
+    def _webrtc_leg(self, call: CallSession, never_connected_reason: str = "connect_timeout"
+                    ) -> WebRtcLeg:
         media = self.config.media
         return WebRtcLeg(call, max_buffer_s=media.outbound_buffer_s,
                          max_event_bytes=media.max_event_bytes, dead_peer_s=media.dead_peer_s,
@@ -253,7 +255,10 @@ class CallFactory:
                          opus_bitrate=media.opus_bitrate,
                          opus_complexity=media.opus_complexity,
                          on_encode=self.metrics.frame_seconds.labels("out").observe,
-                         network=self.ice, on_ice_pair=self._ice_pair_observer(call))
+                         network=self.ice, on_ice_pair=self._ice_pair_observer(call),
+                         max_channel_buffer_bytes=media.max_channel_buffer_bytes,
+                         connect_timeout_s=media.connect_timeout_s,
+                         never_connected_reason=never_connected_reason)
 
     def _observe_stats(self, lost: int, jitter: float | None, rtt: float | None) -> None:
         m = self.metrics

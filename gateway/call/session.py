@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,7 @@ from gateway.audio.formats import WireFormat
 from gateway.config import Config, Profile
 from gateway.errors import error_event
 from gateway.ids import new_id
+from gateway.jsonlimits import DEFAULT_MAX_DEPTH, JsonTooDeep, loads_limited
 from gateway.legs.base import Leg
 from gateway.obs.logs import call_context, call_id_var
 from gateway.obs.metrics import Metrics, bounded
@@ -207,8 +207,17 @@ class CallSession:
         """A client event as text: from the call's client (in its dialect), or from a
         sideband ``sender`` (GA)."""
         reply = sender.reply if sender is not None else None
+        media = self.config.media
         try:
-            event = json.loads(text)
+            # The leg already refused an oversized message; depth is checked here, so a
+            # deeply nested event is an error event, not an exception that ends the call.
+            event = loads_limited(text, max_bytes=max(media.max_event_bytes,
+                                                      media.max_ws_event_bytes),
+                                  max_depth=DEFAULT_MAX_DEPTH)
+        except JsonTooDeep:
+            self.client_error("invalid_json", "The event nests JSON deeper than "
+                              f"{DEFAULT_MAX_DEPTH} levels.", to=reply)
+            return
         except ValueError:
             self.client_error("invalid_json", "The event is not valid JSON.", to=reply)
             return

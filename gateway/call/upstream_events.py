@@ -17,6 +17,7 @@ from gateway.audio.formats import bytes_per_ms
 from gateway.ids import new_id
 from gateway.obs.metrics import bounded
 from gateway.upstream.client import GATEWAY_EVENT_PREFIX
+from gateway.upstream.errors import client_error_event, client_response_done
 
 from .agent_audio import AgentAudio
 from .state import CallPort, Event
@@ -66,7 +67,7 @@ class UpstreamEvents:
         if self.call.active_response == rid:
             self.call.active_response = None
         self._response_created_at.pop(rid, None)
-        self.call.forward(event)
+        self.call.forward(client_response_done(event))
 
     def audio_delta(self, event: Event) -> None:
         call = self.call
@@ -142,4 +143,5 @@ class UpstreamEvents:
             # upstream's own, a truncate past the end): the client never sent it.
             log.debug("upstream refused a gateway event: %s", code)
             return
-        call.forward(event)
+        # The upstream's own words may name its key, account or URL: the gateway's instead.
+        call.forward(client_error_event(event))

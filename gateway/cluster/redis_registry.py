@@ -312,6 +312,12 @@ class RedisRegistry:
         record: dict[str, Any] = json.loads(raw)
         return record
 
+    async def remember_once(self, key: str, ttl_s: float) -> bool:
+        with _or_503():
+            fresh = await self._r.set(self._k("once", key), b"1", nx=True,
+                                      px=max(1, int(ttl_s * 1000)))
+        return bool(fresh)
+
     # -- calls ----------------------------------------------------------------------------
 
     async def add_call(self, info: CallInfo) -> None:

@@ -9,6 +9,7 @@ in :class:`LocalCalls`, which also enforces capacity and drain.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -35,6 +36,11 @@ class Registry(Protocol):
     async def take_token(self, jti: str, *, consume: bool) -> dict[str, Any] | None:
         """The token's record; with ``consume``, atomically marks it used (None if it was)."""
 
+    async def remember_once(self, key: str, ttl_s: float) -> bool:
+        """True the first time ``key`` is seen within ``ttl_s`` (atomically, across
+        instances); False for a repeat (a replayed webhook)."""
+        ...
+
     async def add_call(self, info: CallInfo) -> None: ...
 
     async def remove_call(self, call_id: str) -> None: ...
@@ -55,6 +61,10 @@ class Registry(Protocol):
     async def close(self) -> None: ...
 
 
+#: Keys remember_once holds at most (webhooks within their TTL: far above Twilio's rate).
+MAX_REMEMBERED = 100_000
+
+
 class MemoryRegistry:
     """One-instance backend. Expired token records are swept on each write."""
 
@@ -64,6 +74,8 @@ class MemoryRegistry:
         self._resume: dict[str, tuple[str, str]] = {}  # token -> (call id, instance)
         self._resume_of: dict[str, str] = {}  # call id -> its current token
         self._me = {instance_id: internal_url} if instance_id else {}
+        #: remember_once keys -> expiry, in insertion (= expiry, one TTL per use) order.
+        self._seen: OrderedDict[str, float] = OrderedDict()
 
     def _sweep(self) -> None:
         now = time.monotonic()
@@ -81,6 +93,19 @@ class MemoryRegistry:
         if consume:
             del self._tokens[jti]
         return entry[1]
+
+    async def remember_once(self, key: str, ttl_s: float) -> bool:
+        now = time.monotonic()
+        seen = self._seen
+        while seen and next(iter(seen.values())) <= now:  # oldest first: expired ones go
+            seen.popitem(last=False)
+        if key in seen and seen[key] > now:
+            return False
+        seen[key] = now + ttl_s
+        seen.move_to_end(key)
+        if len(seen) > MAX_REMEMBERED:  # bounded memory: the oldest is forgotten first
+            seen.popitem(last=False)
+        return True
 
     async def add_call(self, info: CallInfo) -> None:
         self._calls[info.call_id] = info

@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from gateway.children import die_with_parent
 from gateway.config import Config
 
 log = logging.getLogger("gateway.workers")
@@ -39,7 +40,8 @@ def _start_redis(tmp: Path) -> subprocess.Popen[bytes]:
     sock = tmp / "redis.sock"
     proc = subprocess.Popen([exe, "--port", "0", "--unixsocket", str(sock),
                              "--unixsocketperm", "700", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=die_with_parent())
     deadline = time.monotonic() + 10
     while not sock.exists():  # noqa: ASYNC110 - not async: a start-up wait with a deadline
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -67,7 +69,7 @@ def run(config: Config, workers: int, argv: list[str], base_env: dict[str, str])
                     GATEWAY_SERVER_WORKER_PEERS=peers, GATEWAY_SERVER_WORKER_INDEX=str(i),
                     GATEWAY_SERVER_REUSE_PORT="true")
         procs.append(subprocess.Popen([sys.executable, "-m", "gateway", "serve", *argv],
-                                      env=wenv))
+                                      env=wenv, preexec_fn=die_with_parent()))
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:

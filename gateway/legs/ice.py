@@ -61,6 +61,7 @@ from typing import Any, cast
 
 import aioice
 import aioice.ice
+import aioice.stun
 import aioice.turn
 from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
@@ -364,10 +365,103 @@ def _rewrite_section(lines: list[str], announced: Sequence[str],
     return result
 
 
+# -- who may send media: source filters ---------------------------------------------------
+
+#: Datagrams aioice may hold for aiortc (its queue has no bound; before ICE completes nobody
+#: reads it). About 10 s of a call's RTP + RTCP; more are dropped and counted.
+MAX_QUEUED_DATAGRAMS = 1024
+#: Addresses of one peer that proved it knows the ICE password (a browser has a few).
+MAX_VALIDATED_ADDRESSES = 32
+
+
+class GuardedStunProtocol(_StunProtocol):
+    """A host or relay socket of a call that hands aioice only datagrams it should see.
+
+    As libwebrtc and pion do: STUN (first byte 0-3, RFC 7983) from anyone, since ICE checks
+    and their answers must arrive; anything else (DTLS, SRTP) only from an address that
+    completed a STUN check with the ICE password before ICE finished, and only from the
+    selected pair's address after. An off-path sender spraying the port is dropped here,
+    before it can fill a queue or reach the DTLS stack.
+    """
+
+    def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
+        raw = cast(bytes, data)
+        addr = (addr[0], addr[1])  # an IPv6 four-tuple, as aioice does
+        conn = cast("GuardedConnection", self.receiver)
+        message = None
+        if raw and raw[0] < 4:
+            try:
+                message = aioice.stun.parse_message(raw)
+            except ValueError:
+                message = None
+        if message is None:
+            if conn.gw_accepts(addr, self.local_candidate.component):
+                conn.data_received(raw, self.local_candidate.component)
+            else:
+                conn.gw_dropped += 1
+            return
+        # aioice's own STUN dispatch (transactions answered, requests to the connection).
+        if message.message_class in (aioice.stun.Class.RESPONSE, aioice.stun.Class.ERROR):
+            transaction = self.transactions.get(message.transaction_id)
+            if transaction is not None:
+                transaction.response_received(message, addr)
+        elif message.message_class == aioice.stun.Class.REQUEST:
+            conn.request_received(message, addr, self)
+
+
+class GuardedConnection(aioice.Connection):
+    """An aioice ``Connection`` whose sockets filter by source (:class:`GuardedStunProtocol`)
+    and whose datagram queue is bounded. Installed by :meth:`MediaNetwork.install`
+    (``__class__`` switch); its state is the ``gw_*`` attributes set there."""
+
+    gw_validated: set[tuple[str, int]]
+    gw_dropped: int
+
+    def gw_accepts(self, addr: tuple[str, int], component: int) -> bool:
+        pair = self._nominated.get(component)
+        if pair is not None:
+            return bool(addr == pair.remote_addr)
+        return addr in self.gw_validated
+
+    def _gw_validate(self, addr: tuple[str, int]) -> None:
+        if len(self.gw_validated) < MAX_VALIDATED_ADDRESSES:
+            self.gw_validated.add(addr)
+
+    def check_incoming(self, message: Any, addr: tuple[str, int], protocol: Any) -> None:
+        # aioice calls this only for a request that passed MESSAGE-INTEGRITY with our
+        # password: its source is the peer.
+        self._gw_validate((addr[0], addr[1]))
+        super().check_incoming(message, addr, protocol)
+
+    def check_complete(self, pair: Any) -> None:
+        if pair.state == aioice.ice.CandidatePair.State.SUCCEEDED:
+            self._gw_validate(pair.remote_addr)
+        super().check_complete(pair)
+
+    def data_received(self, data: bytes, component: int) -> None:
+        if self._queue.qsize() >= MAX_QUEUED_DATAGRAMS:
+            self.gw_dropped += 1
+            return
+        super().data_received(data, component)
+
+    async def get_component_candidates(
+            self, component: int, addresses: list[str],
+            timeout: int = 5) -> list[Candidate]:  # noqa: ASYNC109
+        candidates = list(await super().get_component_candidates(component, addresses,
+                                                                 timeout))
+        self._gw_guard_protocols()
+        return candidates
+
+    def _gw_guard_protocols(self) -> None:
+        for p in self._protocols:
+            if type(p) is _StunProtocol:
+                p.__class__ = GuardedStunProtocol
+
+
 # -- confining host sockets --------------------------------------------------------------
 
 
-class RangeBoundConnection(aioice.Connection):
+class RangeBoundConnection(GuardedConnection):
     """An aioice ``Connection`` whose host candidates are bound inside the port range.
 
     Installed on an existing connection by :meth:`MediaNetwork.install` (``__class__``
@@ -400,6 +494,7 @@ class RangeBoundConnection(aioice.Connection):
         finally:
             for t in (relay, *reflexive):
                 t.cancel()
+        self._gw_guard_protocols()
         return candidates
 
     async def _bind_host(self, component: int, addresses: list[str]) -> list[Any]:
@@ -433,7 +528,7 @@ class RangeBoundConnection(aioice.Connection):
             for address in addresses:
                 try:
                     transport, protocol = await loop.create_datagram_endpoint(
-                        lambda: _StunProtocol(self), local_addr=(address, port))
+                        lambda: GuardedStunProtocol(self), local_addr=(address, port))
                 except OSError as exc:
                     if exc.errno == errno.EADDRINUSE:
                         raise
@@ -552,11 +647,10 @@ class MediaNetwork:
             raise PortRangeExhausted()
 
     def install(self, pc: RTCPeerConnection) -> None:
-        """Confine the host sockets of ``pc`` to the port range (call before it gathers)."""
-        if self.ports is None:
-            return
+        """Filter the sockets of ``pc`` by source and bound its queue, and confine them to
+        the port range when there is one (call before it gathers)."""
         for conn in _connections(pc):
-            if isinstance(conn, RangeBoundConnection):
+            if isinstance(conn, GuardedConnection):
                 continue
             if type(conn) is not aioice.Connection:
                 raise RuntimeError(f"unexpected ICE connection type {type(conn)!r}")
@@ -564,8 +658,18 @@ class MediaNetwork:
                 if not hasattr(conn, attr):
                     raise RuntimeError(f"aioice's Connection has no {attr}: cannot confine "
                                        "media ports")
+            for attr in ("_nominated", "_queue"):
+                if not hasattr(conn, attr):
+                    raise RuntimeError(f"aioice's Connection has no {attr}: cannot filter "
+                                       "media sources")
             if conn._local_candidates_start:
                 raise RuntimeError("ICE gathering already started: too late to confine ports")
+            guarded = cast(GuardedConnection, conn)
+            guarded.gw_validated = set()
+            guarded.gw_dropped = 0
+            if self.ports is None:
+                conn.__class__ = GuardedConnection
+                continue
             conn.__class__ = RangeBoundConnection
             bound = cast(RangeBoundConnection, conn)
             bound._gw_ports = self.ports

@@ -17,6 +17,7 @@ import binascii
 import contextlib
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from aiohttp import WSMsgType, web
 from ..audio.formats import FRAME_MS, G711_FRAME_BYTES, WireFormat
 from ..audio.g711 import ulaw_decode
 from ..audio.resample import Interpolator, up_8k_to_24k
+from ..jsonlimits import DEFAULT_MAX_DEPTH, JsonTooDeep, loads_limited
 from .playout import QueuedFrame
 from .twilio_audio import MarkLedger, MulawPlayout, PcmToMulaw
 
@@ -42,6 +44,17 @@ LEAD_S = 0.08
 MARK_GRACE_S = 2.0
 #: Twilio sends 160-byte (20 ms) frames; anything far larger is not Twilio.
 MAX_MEDIA_BYTES = 8 * G711_FRAME_BYTES
+#: Twilio's messages are small (a media frame is ~300 bytes, ``start`` a few KB).
+MAX_MESSAGE_BYTES = 64 * 1024
+#: Distinct kinds of ignored input counted per stream (the rest count as ``other``).
+MAX_IGNORED_KINDS = 32
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
+
+
+def log_safe(name: str, limit: int = 32) -> str:
+    """A peer-chosen name as it may appear in a log line or a counter key: no newline or
+    control character (a forged log line), no quote, bounded length."""
+    return _UNSAFE.sub("?", name[:limit])
 DTMF_DIGITS = frozenset("0123456789*#ABCDabcd")
 FRAME_S = FRAME_MS / 1000
 
@@ -134,7 +147,10 @@ class TwilioLeg:
 
     def on_text(self, text: str) -> None:
         try:
-            msg = json.loads(text)
+            msg = loads_limited(text, max_bytes=MAX_MESSAGE_BYTES, max_depth=DEFAULT_MAX_DEPTH)
+        except JsonTooDeep:
+            self._ignore("json_too_deep")
+            return
         except ValueError:
             self._ignore("invalid_json")
             return
@@ -150,11 +166,13 @@ class TwilioLeg:
             self.last_sequence = seq
         handler = self._handlers.get(msg["event"])
         if handler is None:
-            self._ignore(f"unknown_event:{msg['event'][:32]}")
+            self._ignore(f"unknown_event:{log_safe(msg['event'])}")
             return
         handler(msg)
 
     def _ignore(self, reason: str) -> None:
+        if reason not in self.ignored and len(self.ignored) >= MAX_IGNORED_KINDS:
+            reason = "other"  # a peer inventing event names cannot grow the counter
         self.ignored[reason] += 1
         if self.ignored[reason] == 1:  # once per kind and stream: a bad peer cannot flood the log
             log.warning("twilio stream %s: ignored %s", self.stream_sid, reason)

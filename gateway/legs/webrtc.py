@@ -40,6 +40,7 @@ from .tracks import OutboundAudioTrack
 log = logging.getLogger("gateway.webrtc")
 
 OPUS_RTPMAP = re.compile(r"^a=rtpmap:\d+ opus/48000", re.IGNORECASE | re.MULTILINE)
+FINGERPRINT = re.compile(r"^a=fingerprint:\S+ [0-9A-Fa-f:]{20,}\s*$", re.MULTILINE)
 MAX_PENDING_EVENTS = 512
 SETUP_TIMEOUT_S = 15.0
 
@@ -52,6 +53,11 @@ def check_offer(sdp: str) -> None:
         raise ApiError(400, "invalid_sdp", "The body is not an SDP offer (it must start with v=0).")
     if "\nm=audio " not in sdp.replace("\r\n", "\n"):
         raise ApiError(400, "invalid_sdp", "The SDP offer has no audio section (m=audio).")
+    if not FINGERPRINT.search(sdp):
+        # Without one, DTLS cannot authenticate the peer (aiortc would still answer and hold
+        # the slot until the handshake fails): RFC 8827 requires it.
+        raise ApiError(400, "invalid_sdp", "The SDP offer has no DTLS fingerprint "
+                       "(a=fingerprint:<hash> <value>).")
     if not OPUS_RTPMAP.search(sdp):
         raise ApiError(400, "invalid_sdp", "The SDP offer's audio does not offer Opus "
                        "(a=rtpmap:<pt> opus/48000/2), the only codec this gateway speaks "
@@ -110,7 +116,18 @@ class WebRtcLeg:
                  opus_complexity: int = 5,
                  on_encode: Callable[[float], None] | None = None,
                  network: MediaNetwork | None = None,
-                 on_ice_pair: Callable[[str, str], None] | None = None) -> None:
+                 on_ice_pair: Callable[[str, str], None] | None = None,
+                 max_channel_buffer_bytes: int = 4 * 1024 * 1024,
+                 connect_timeout_s: float = SETUP_TIMEOUT_S,
+                 never_connected_reason: str = "connect_timeout") -> None:
+        self._max_channel_buffer = max_channel_buffer_bytes
+        self._too_slow = False
+        # An answered offer whose peer never completes ICE + DTLS is an abandoned call (or
+        # an attacker holding a slot): released at this deadline, not held for a resume.
+        self._connect_timeout_s = connect_timeout_s
+        self._never_connected_reason = never_connected_reason
+        self._connect_timer: asyncio.TimerHandle | None = None
+        self.connected = False
         self._stats_observer = stats_observer
         self._stats_interval = stats_interval_s
         self._lost_seen = 0
@@ -149,6 +166,8 @@ class WebRtcLeg:
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         self._arm_dead_timer()
+        self._connect_timer = asyncio.get_running_loop().call_later(
+            self._connect_timeout_s, self._check_connected)
         if self._stats_observer is not None:
             task = asyncio.create_task(self._stats_loop(), name="webrtc-stats")
             self._tasks.add(task)
@@ -201,6 +220,13 @@ class WebRtcLeg:
             loop.time() + self._limit() - (time.monotonic() - self._last_rtp),
             self._check_dead)
 
+    def _check_connected(self) -> None:
+        self._connect_timer = None
+        if not self.connected and not self._closed:
+            log.info("peer did not connect within %.0f s: releasing the call",
+                     self._connect_timeout_s)
+            self._sink.on_leg_gone(self._never_connected_reason)
+
     def _check_dead(self) -> None:
         # A deadline re-armed lazily: one timer per dead_peer_s, not one per frame.
         if self._closed:
@@ -249,15 +275,31 @@ class WebRtcLeg:
         self.send_event(error_event(code, message))
 
     def send_event(self, event: dict[str, Any]) -> None:
+        if self._too_slow:
+            return
         text = json.dumps(event, separators=(",", ":"))
         ch = self._channel
         if ch is not None and ch.readyState == "open":
+            # aiortc buffers what SCTP has not yet delivered without a limit: a client that
+            # stops reading (or acknowledging) would grow it for ever. Past the bound it is
+            # gone or stuck, as the WebSocket leg decides when its queue is full.
+            if ch.bufferedAmount + len(text) > self._max_channel_buffer:
+                self._too_slow = True
+                log.warning("data channel client is not reading (%d bytes unsent); ending "
+                            "the call", ch.bufferedAmount)
+                self._sink.on_leg_gone("client_too_slow")
+                return
             ch.send(text)
         elif not self._closed:
             self._pending.append(text)
 
     def _on_state(self) -> None:
         state = self.pc.connectionState
+        if state == "connected":
+            self.connected = True
+            if self._connect_timer is not None:
+                self._connect_timer.cancel()
+                self._connect_timer = None
         if state == "connected" and self._on_ice_pair is not None:
             pair = selected_pair(self.pc)
             if pair is not None:
@@ -301,4 +343,6 @@ class WebRtcLeg:
         self._closed = True
         if self._dead_timer is not None:
             self._dead_timer.cancel()
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
         await close_peer(self.pc, self.track, self._tasks)

@@ -93,6 +93,10 @@ def _repair(d: Path, date: str, info: dict[str, Any], *, reencode_opus: bool) ->
     errors: list[str] = []
     started_at = float(info.get("started_at_unix") or day_start(date))
     wav_path = d / AUDIO_WAV
+    # When the call last wrote (its end, as far as anyone can tell), read before the repair
+    # below rewrites the files: after it, their times say when the recovery ran.
+    last_write = max((p.stat().st_mtime for p in (wav_path, d / TRANSCRIPT) if p.exists()),
+                     default=started_at)
     if wav_path.exists():
         data_bytes = wav.repair(wav_path, sample_rate=SAMPLE_RATE, channels=2)
     else:
@@ -113,8 +117,6 @@ def _repair(d: Path, date: str, info: dict[str, Any], *, reencode_opus: bool) ->
                 errors.append(f"opus: {type(exc).__name__}: {exc}")
 
     wav_s = data_bytes / 4 / SAMPLE_RATE
-    last_write = max((p.stat().st_mtime for p in (wav_path, d / TRANSCRIPT) if p.exists()),
-                     default=started_at)
     duration = max(wav_s, last_write - started_at)
     audio = {
         "format": "wav", "sample_rate": SAMPLE_RATE, "channels": 2, "sample_format": "s16le",

@@ -18,6 +18,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import aiohttp
 
 from ..ids import new_id
+from .errors import safe_message
 
 log = logging.getLogger("gateway.upstream")
 
@@ -195,5 +196,7 @@ class UpstreamConnection:
 def _error_from_event(ev: Event) -> UpstreamError:
     err = ev.get("error") or {}
     code = str(err.get("code") or err.get("type") or "upstream_error")
-    return UpstreamError(code, str(err.get("message") or "Upstream error"),
+    # Its message may reach a client (a 502's text): the gateway's words, never the
+    # upstream's own (gateway/upstream/errors.py).
+    return UpstreamError(code, safe_message(code, err.get("message"), err.get("type")),
                          retryable=code not in FATAL_CODES)

@@ -98,3 +98,32 @@ def test_recover_leaves_finalized_and_young_unmarked_dirs_alone(tmp_path: Path) 
     meta = json.loads((young / "metadata.json").read_text())
     assert meta["end_reason"] == "gateway_crash" and meta["audio"]["duration_s"] == 0
     assert np.array_equal(read_wav(young / "audio.wav")[0], np.zeros(0, np.int16))
+
+
+def test_recovered_duration_is_the_calls_not_the_time_until_recovery(tmp_path: Path) -> None:
+    """Recovery an hour after the crash: ``duration_s`` is still when the call last wrote."""
+    proc = subprocess.Popen([sys.executable, str(CHILD), str(tmp_path), "rtc_late"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            if float(line.split()[1]) >= 1500:
+                break
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+    (marker,) = tmp_path.rglob(".recording.json")
+    call = marker.parent
+    # As if the gateway had crashed an hour ago and only now restarted.
+    info = json.loads(marker.read_text())
+    info["started_at_unix"] = float(info["started_at_unix"]) - 3600
+    marker.write_text(json.dumps(info))
+    for f in call.iterdir():
+        st = f.stat()
+        os.utime(f, (st.st_atime - 3600, st.st_mtime - 3600))
+    assert recover(tmp_path, min_age_s=0) == ["rtc_late"]
+    meta = json.loads((call / "metadata.json").read_text())
+    audio_s = meta["audio"]["duration_s"]
+    assert audio_s > 0.5
+    assert audio_s <= meta["duration_s"] < audio_s + 5, meta["duration_s"]
