@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+
+import websockets
 
 from gateway.api.appkeys import CALLS, METRICS
 from tests.fake_upstream import running_fake
-from tests.gateway_fixtures import running_gateway
+from tests.gateway_fixtures import API_KEY, running_gateway
 from tests.peers import ClientPeer, PcmSourceTrack, silence, tone
 from tests.waiting import until
 
@@ -65,3 +68,22 @@ async def test_idle_caller_is_prompted_then_hung_up() -> None:
             assert len(stops) == 2
         finally:
             await peer.close()
+
+
+async def test_a_websocket_program_sending_events_is_not_idle_nor_deaf() -> None:
+    """A text-only or push-to-talk program on the WebSocket sends no audio for long spells:
+    that is neither a dead microphone nor an idle caller while it keeps sending events."""
+    env = {"GATEWAY_GUARDS_IDLE_PROMPT_S": "1.0", "GATEWAY_GUARDS_IDLE_HANGUP_S": "1.5",
+           "GATEWAY_GUARDS_DEAD_MIC_S": "0.5"}
+    async with running_fake() as (fake, url), running_gateway(url, env=env) as gw:
+        ws_url = gw.base.replace("http", "ws") + "/v1/realtime?model=gpt-realtime"
+        async with websockets.connect(ws_url, additional_headers={
+                "Authorization": f"Bearer {API_KEY}"}) as ws:
+            await ws.recv()
+            for _ in range(8):  # 2.4 s of text turns, past every guard's period
+                await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+                    "type": "message", "role": "user",
+                    "content": [{"type": "input_text", "text": "still here"}]}}))
+                await asyncio.sleep(0.3)
+            assert gw.app[CALLS].get(next(iter(gw.app[CALLS])).call_id) is not None
+            assert not [e for e in fake.conn.received if e["type"] == "response.create"]

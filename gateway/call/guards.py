@@ -89,8 +89,13 @@ class CallGuards:
         h.caller_audio.append(self._on_caller_audio)
         h.playout.append(self._on_playout)
         h.upstream_event.append(self._on_upstream)
+        h.client_activity.append(self._on_client_event)
         h.on_close.append(self._close)
-        for d in (self.idle, self.hangup, self.dead_mic):
+        # A WebSocket client sends audio when it has some (push-to-talk, text-only programs):
+        # no audio is not a dead microphone there, only on media transports.
+        self.watch_mic = session.transport != "websocket"
+        for d in (self.idle, self.hangup, self.dead_mic) if self.watch_mic else (
+                self.idle, self.hangup):
             d.start()
 
     # -- activity -------------------------------------------------------------------------
@@ -102,6 +107,12 @@ class CallGuards:
             if self.mic_silent:
                 self.mic_silent = False
                 self._client_event("gateway.microphone.active")
+
+    def _on_client_event(self, ev: dict[str, Any]) -> None:
+        # A program or app sending events (text turns, session updates) is not idle.
+        if not self._ending:
+            self.idle.touch()
+            self.hangup.touch()
 
     def _on_playout(self, started: bool) -> None:
         # Idle time counts from the end of the agent's *played* audio.

@@ -242,6 +242,9 @@ class CallSession:
             self.client_error("unknown_event_type", f"Unknown event type '{etype}'.",
                               param="type", client_event_id=eid, to=sender.reply)
             return
+        if etype != "input_audio_buffer.append":
+            for obs in self.hooks.client_activity:
+                obs(event)
         handler = self.client_events.table.get(etype, self.client_events.forward)
         handler(event, sender)
 

@@ -79,6 +79,8 @@ class SessionHooks:
     interrupted: list[Callable[[str, int, ItemState | None], None]] = field(default_factory=list)
     on_close: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
     notes: list[Callable[[str, float, dict[str, Any]], None]] = field(default_factory=list)
+    #: A client (or sideband) event other than an audio append: someone is there.
+    client_activity: list[Callable[[Event], None]] = field(default_factory=list)
     #: Consulted before an upstream event is handled: any False drops it (supervisor takeover).
     upstream_gate: list[Callable[[Event], bool]] = field(default_factory=list)
 
