@@ -70,13 +70,18 @@ def session_from_request(config: Config, factory: Any, session: Any
         session = {}
     if not isinstance(session, dict):
         raise bad_request("invalid_type", "session must be an object.", "session")
-    profile = resolve_profile(config, session.get("model"))
-    requested = {k: v for k, v in session.items() if k != "model"}
+    transcription = policy.session_kind(session) == policy.TRANSCRIPTION
+    # A transcription session names no model (its transcription model is in the session):
+    # it runs under the default profile, whose locks it meets.
+    profile = resolve_profile(config, None if transcription else session.get("model"))
+    requested = {k: v for k, v in session.items() if k != "model" or transcription}
+    base = policy.base_transcription_session(profile) if transcription else \
+        factory.base_session(profile)
     try:
         # Whoever mints holds an API key: trusted like an OpenAI key holder, unless the
         # profile locks API keys too. What it sets is bound into the token.
-        effective = policy.apply_update(factory.base_session(profile), requested, profile,
-                                        factory.tools.spec, policy.API_KEY)
+        effective = policy.apply_update(base, requested, profile, factory.tools.spec,
+                                        policy.API_KEY)
     except policy.PolicyError as e:
         raise ApiError(400, e.code, e.message, param=e.param) from e
     return profile, effective
@@ -114,8 +119,10 @@ async def client_secrets(request: web.Request) -> web.Response:
     value, expires_at = await app[TOKENS].mint(profile=profile.name, session=session, ttl_s=ttl,
                                               extra={"recording_consent": consent})
     app[METRICS].tokens_minted.labels("ga").inc()
+    kind = "realtime.transcription_session" if policy.session_kind(session) == \
+        policy.TRANSCRIPTION else "realtime.session"
     shown = dict(policy.without_server_tools(session, profile, app[FACTORY].tools.spec),
-                 id=f"sess_{value[-16:]}", object="realtime.session", expires_at=expires_at)
+                 id=f"sess_{value[-16:]}", object=kind, expires_at=expires_at)
     body = {"value": value, "expires_at": expires_at, "session": shown}
     if ice_servers := app[FACTORY].ice.client_ice_servers(user=shown["id"]):
         body["ice_servers"] = ice_servers  # extension: docs/networking.md

@@ -14,6 +14,7 @@ from gateway.errors import ApiError, bad_request, unauthorized
 from gateway.upstream.dialect_checks import DialectError
 from gateway.upstream.dialect_session import (
     beta_session_create_request_to_ga,
+    beta_transcription_session_create_request_to_ga,
     ga_client_secret_to_beta_session_response,
 )
 
@@ -57,10 +58,12 @@ def _is_beta(request: web.Request) -> bool:
     return beta_header or BETA_PROTOCOL in _offered_protocols(request)
 
 
-async def _grant_or_key(request: web.Request, config: Config, model: str | None
+async def _grant_or_key(request: web.Request, config: Config, model: str | None,
+                        transcription: bool = False
                         ) -> tuple[Profile, dict[str, Any], str | None, policy.Trust]:
     """Profile, session, the token's dialect and the caller's trust, from an ``ek_`` token
-    or an API key (+ ``?model=``)."""
+    or an API key (+ ``?model=``). ``transcription``: the client asked for a transcription
+    session (``?intent=transcription``), which a token must have been minted for."""
     cred = _credential(request)
     tokens = request.app[TOKENS]
     if tokens.looks_like_token(cred):
@@ -68,10 +71,31 @@ async def _grant_or_key(request: web.Request, config: Config, model: str | None
         profile = config.profiles.get(grant.profile)
         if profile is None:
             raise ApiError(400, "model_not_found", "The token's agent profile no longer exists.")
+        if transcription and policy.session_kind(grant.session) != policy.TRANSCRIPTION:
+            raise _intent_mismatch()
         return profile, grant.session, grant.dialect, policy.TOKEN
     check_api_key(config, cred)
+    if transcription:
+        profile = resolve_profile(config, None, param="model")
+        return profile, policy.base_transcription_session(profile), None, policy.API_KEY
     profile = resolve_profile(config, model, param="model")
     return profile, request.app[FACTORY].base_session(profile), None, policy.API_KEY
+
+
+def _intent_mismatch() -> ApiError:
+    return bad_request("invalid_value", "This token was minted for a realtime session; "
+                       "connect without intent=transcription, or mint a session with "
+                       "type 'transcription'.", "intent")
+
+
+def _transcription_intent(request: web.Request) -> bool:
+    intent = request.query.get("intent")
+    if intent is None:
+        return False
+    if intent != "transcription":
+        raise bad_request("invalid_value", f"Unknown intent '{intent[:32]}'; the only intent "
+                          "is 'transcription'.", "intent")
+    return True
 
 
 @routes.get("/v1/realtime")
@@ -80,13 +104,12 @@ async def realtime_ws(request: web.Request) -> web.StreamResponse:
     config = app[CONFIG]
     if request.headers.get("Upgrade", "").lower() != "websocket":
         raise ApiError(400, "websocket_required", "GET /v1/realtime is a WebSocket endpoint.")
-    if request.query.get("intent") == "transcription":
-        raise bad_request("unsupported_intent", "Transcription-only sessions are not offered.",
-                          "intent")
+    transcription = _transcription_intent(request)
     if (call_id := request.query.get("call_id")) is not None:
         return await sideband(request, call_id)
     model = request.query.get("model")
-    profile, session, token_dialect, trust = await _grant_or_key(request, config, model)
+    profile, session, token_dialect, trust = await _grant_or_key(request, config, model,
+                                                                 transcription)
     dialect = "beta" if _is_beta(request) else (token_dialect or "ga")
     return await app[FACTORY].run_websocket(request, profile=profile, session=session,
                                             dialect=dialect, trust=trust,
@@ -147,6 +170,30 @@ async def beta_sessions(request: web.Request) -> web.Response:
     if isinstance(model, str):
         out["model"] = model  # beta clients see the model name they asked for
     return web.json_response(out)
+
+
+@routes.post("/v1/realtime/transcription_sessions")
+async def beta_transcription_sessions(request: web.Request) -> web.Response:
+    """Beta: mint an ephemeral key for a transcription session; answers the beta
+    transcription session object with ``client_secret``."""
+    app = request.app
+    config = app[CONFIG]
+    auth = request.headers.get("Authorization", "")
+    check_api_key(config, auth.partition(" ")[2].strip() if auth.lower().startswith("bearer ")
+                  else "")
+    body = await read_json(request)
+    try:
+        ga_body, _ignored = beta_transcription_session_create_request_to_ga(body)
+    except DialectError as e:
+        raise ApiError(400, e.code, e.message, param=e.param) from e
+    profile, session = session_from_request(config, app[FACTORY], ga_body["session"])
+    ttl = ttl_from(config, ga_body.get("expires_after"))
+    value, expires_at = await app[TOKENS].mint(profile=profile.name, session=session, ttl_s=ttl,
+                                              dialect="beta")
+    app[METRICS].tokens_minted.labels("beta").inc()
+    shown = dict(session, id=f"sess_{value[-16:]}", expires_at=expires_at)
+    return web.json_response(ga_client_secret_to_beta_session_response(value, expires_at,
+                                                                       shown))
 
 
 @routes.post("/v1/realtime")

@@ -29,6 +29,8 @@ class AgentAudio:
         self.bargein_at: float | None = None
         #: Call time of the current leg's offset 0 (a resumed leg starts again at 0).
         self.base_ms: float | None = None
+        #: The response the last barge-in cut: its later audio is not played.
+        self.cut_response: str | None = None
 
     def item(self, item_id: str, response_id: str) -> ItemState:
         return self.items.setdefault(item_id, ItemState(response_id))
@@ -73,6 +75,15 @@ class AgentAudio:
         for obs in self.call.hooks.playout:
             obs(started)
 
+    def forget(self, item_id: str, st: ItemState, heard_ms: int = 0) -> None:
+        """An item of a cut response the caller heard only ``heard_ms`` of (0: queued or
+        still arriving when the barge-in came): the upstream keeps only that much."""
+        st.truncated_ms = heard_ms
+        if self.call.upstream is not None:
+            self.call.upstream.send({"type": "conversation.item.truncate",
+                                     "event_id": gateway_event_id(), "item_id": item_id,
+                                     "content_index": 0, "audio_end_ms": heard_ms})
+
     def interrupt(self, *, reason: str) -> str:
         """Stop agent audio now and make the upstream remember only what was heard.
 
@@ -96,6 +107,13 @@ class AgentAudio:
                                 "item_id": item, "content_index": 0, "audio_end_ms": heard})
             for obs in call.hooks.interrupted:
                 obs(item, heard, st)
+            if rid:  # a leg that plays audio itself: the rest of the response goes unheard
+                self.cut_response = rid
+                for other, ost in list(self.items.items()):
+                    played = call.leg.played_ms(other)
+                    if other != item and ost.response_id == rid and ost.truncated_ms is None \
+                            and ost.received_ms > played + 1:
+                        self.forget(other, ost, int(played))
         call.stats.interruptions += 1
         call.metrics.interruptions.labels(call.transport).inc()
         return rid

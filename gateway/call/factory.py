@@ -65,11 +65,13 @@ class CallFactory:
     async def connect_upstream(self, profile: Profile, session: dict[str, Any]
                                ) -> tuple[UpstreamConnection, dict[str, Any]]:
         up = self.config.upstream
+        transcription = policy.session_kind(session) == policy.TRANSCRIPTION
         conn = await UpstreamConnection.connect(
             self.http, url=up.url, model=profile.upstream_model,
             api_key=self.config.secrets.openai_api_key.reveal(),
             timeout_s=up.connect_timeout_s, queue_size=up.send_queue_frames,
-            on_drop=lambda: self.metrics.upstream_errors.labels("send_queue_full").inc())
+            on_drop=lambda: self.metrics.upstream_errors.labels("send_queue_full").inc(),
+            intent="transcription" if transcription else None)
         try:
             effective = await conn.handshake(policy.for_upstream(session), up.connect_timeout_s)
         except BaseException:
@@ -147,14 +149,18 @@ class CallFactory:
                                   "caller": extra.get("caller") or call.caller,
                                   "agent": profile.name, "model": profile.model,
                                   "dialect": call.dialect,
+                                  "session_type": policy.session_kind(call.session),
                                   "instance": self.config.server.instance_id})
             except OSError:
                 # A full or read-only disk must not take the call down with it.
                 log.exception("recording could not start")
                 self.metrics.recording_errors.inc()
-        if profile.tools:
+        # A transcription session has no agent: nothing runs tools or speaks a prompt.
+        conversation = policy.session_kind(call.session) != policy.TRANSCRIPTION
+        if profile.tools and conversation:
             ToolRounds(call, self.tools, self.metrics)
-        CallGuards(call, self.config.guards, ask_on_dead_mic=profile.ask_on_dead_mic)
+        if conversation:
+            CallGuards(call, self.config.guards, ask_on_dead_mic=profile.ask_on_dead_mic)
         UpstreamKeeper(call, lambda: self.connect_upstream(profile, call.session),
                        rollover_s=self.config.upstream.rollover_s,
                        budget_s=self.config.upstream.reconnect_budget_s)

@@ -67,6 +67,11 @@ _DEFAULTS: dict[tuple[str, ...], tuple[Any, ...]] = {
     ("audio", "input", "noise_reduction"): (None,),
 }
 _G711 = ("audio/pcmu", "audio/pcma")
+#: A transcription session (``RealtimeTranscriptionSessionCreateRequest``) has input only
+#: and no model of its own: the lockable fields it carries are these.
+_TRANSCRIPTION_TOP = {"type", "object", "id", "expires_at", "audio", "include"}
+_TRANSCRIPTION_AUDIO = {"input": _KNOWN_AUDIO["input"]}
+TRANSCRIPTION = "transcription"
 
 
 class PolicyError(Exception):
@@ -130,6 +135,28 @@ def base_session(profile: Profile, tools: ToolLookup,
     return session
 
 
+def base_transcription_session(profile: Profile,
+                               audio_format: dict[str, Any] | None = None) -> Session:
+    """The profile's transcription session (``session.type: "transcription"``): caller
+    audio in, transcripts out, no model answering."""
+    return {
+        "type": TRANSCRIPTION,
+        "audio": {"input": {
+            "format": dict(audio_format or PCM_FORMAT),
+            "transcription": {"model": profile.transcription_model or "gpt-4o-mini-transcribe"},
+            "noise_reduction": None,
+            "turn_detection": _turn_detection(profile)}},
+        "include": [],
+    }
+
+
+def session_kind(session: Any) -> str:
+    """``"realtime"`` or ``"transcription"``: what a (GA) session config is."""
+    if isinstance(session, dict) and session.get("type") == TRANSCRIPTION:
+        return TRANSCRIPTION
+    return "realtime"
+
+
 def get_path(d: Any, path: tuple[str, ...]) -> tuple[bool, Any]:
     cur: Any = d
     for k in path:
@@ -167,13 +194,17 @@ def same_value(path: tuple[str, ...], a: Any, b: Any) -> bool:
     return defaults is not None and a in defaults and b in defaults
 
 
-def _check_shape(update: Session) -> None:
-    kind = update.get("type", "realtime")
-    if kind != "realtime":
-        raise PolicyError("session.type", "session.type must be 'realtime' here (a "
-                          "transcription session is created as one).", code="invalid_value")
+def _check_shape(update: Session, current: str = "realtime") -> None:
+    kind = update.get("type", current)
+    if kind != current:
+        why = "(a transcription session is created as one)" if current != TRANSCRIPTION else \
+            "(a session keeps the type it was created with)"
+        raise PolicyError("session.type", f"session.type must be '{current}' here {why}.",
+                          code="invalid_value")
+    known_top, known_audio = (_TRANSCRIPTION_TOP, _TRANSCRIPTION_AUDIO) \
+        if kind == TRANSCRIPTION else (_KNOWN_TOP, _KNOWN_AUDIO)
     for key in update:
-        if key not in _KNOWN_TOP:
+        if key not in known_top:
             raise PolicyError(f"session.{key}", f"Unknown parameter: 'session.{key}'.",
                               code="unknown_parameter")
     audio = update.get("audio")
@@ -183,11 +214,11 @@ def _check_shape(update: Session) -> None:
         raise PolicyError("session.audio", "session.audio must be an object.",
                           code="invalid_type")
     for side, v in audio.items():
-        if side not in _KNOWN_AUDIO or not isinstance(v, dict):
+        if side not in known_audio or not isinstance(v, dict):
             raise PolicyError(f"session.audio.{side}", f"Unknown or malformed audio.{side}.",
                               code="unknown_parameter")
         for key in v:
-            if key not in _KNOWN_AUDIO[side]:
+            if key not in known_audio[side]:
                 raise PolicyError(f"session.audio.{side}.{key}",
                                   f"Unknown parameter: 'session.audio.{side}.{key}'.",
                                   code="unknown_parameter")
@@ -251,10 +282,13 @@ def apply_update(current: Session, update: Any, profile: Profile, tools: ToolLoo
                  trust: Trust = TOKEN, formats: FormatRule = "any") -> Session:
     """``current`` with a client's ``session.update`` applied, or :class:`PolicyError`.
 
-    All or nothing: one refused field refuses the whole event (the error says so)."""
+    All or nothing: one refused field refuses the whole event (the error says so). A
+    transcription session takes updates of its own shape (``type: "transcription"``); the
+    locks on the fields it carries (transcription, turn detection, noise reduction,
+    ``include``) hold the same."""
     if not isinstance(update, dict):
         raise PolicyError("session", "session must be an object.", code="invalid_type")
-    _check_shape(update)
+    _check_shape(update, session_kind(current))
     locked = trust.locked(profile)
     new = copy.deepcopy(current)
     if "model" in update:
@@ -341,7 +375,8 @@ def for_client(upstream_session: Any, profile: Profile, tools: ToolLookup) -> Se
     the server's tools)."""
     out: Session = copy.deepcopy(upstream_session) if isinstance(upstream_session, dict) else {}
     out = without_server_tools(out, profile, tools)
-    out["model"] = profile.model
+    if session_kind(out) != TRANSCRIPTION:  # a transcription session names no model
+        out["model"] = profile.model
     # GA session events carry the config only (openai.types.realtime.SessionCreatedEvent):
     # no upstream id, object tag or secret.
     for k in ("id", "object", "client_secret", "expires_at"):

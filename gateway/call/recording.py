@@ -1,7 +1,10 @@
 """Connects a call to its recorder: what the session observes becomes audio and transcript.
 
 Agent utterances are written when their playback ends or is cut, so the transcript holds
-what the caller heard (cut at a barge-in), not what the model generated.
+what the caller heard (cut at a barge-in), not what the model generated. Each is placed
+where its audio began to be heard: a response with several audio items (a preamble, then
+the answer) gives one line per item, each at its own place; an item the caller heard none
+of (queued behind the one a barge-in cut) gives none.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class CallRecording:
             on_error=metrics.recording_errors.inc)
         self._pending: dict[str, ItemState] = {}
         self._written: set[str] = set()
+        #: Call offset where each agent item was first heard (until its line is written).
+        self._heard_at: dict[str, float] = {}
         h = call.hooks
         h.caller_audio.append(self._caller_audio)
         h.agent_audio.append(self._agent_audio)
@@ -60,6 +65,8 @@ class CallRecording:
         if frame is not None:
             n = int(frame.audio_ms * PCM_BYTES_PER_MS) & ~1
             self.rec.agent_audio(frame.pcm[:n], offset_ms)
+            if frame.item_id not in self._heard_at and frame.item_id not in self._written:
+                self._heard_at[frame.item_id] = offset_ms
 
     def _caller_text(self, item_id: str, text: str) -> None:
         self.rec.transcript("utterance", speaker="caller", text=text, item_id=item_id,
@@ -75,6 +82,9 @@ class CallRecording:
         if item_id in self._written:
             return  # an interruption already wrote what was heard of it
         self._written.add(item_id)
+        heard_at = self._heard_at.pop(item_id, None)
+        if st.truncated_ms == 0 and heard_at is None:
+            return  # queued behind a barge-in: never heard
         text = st.transcript
         extra: dict[str, Any] = {}
         if st.truncated_ms is not None:
@@ -82,7 +92,8 @@ class CallRecording:
             extra = {"truncated": True, "heard_ms": st.truncated_ms,
                      "full_text": st.transcript}
         self.rec.transcript("utterance", speaker="agent", text=text, item_id=item_id,
-                            offset_ms=self.call.call_ms(), **extra)
+                            offset_ms=self.call.call_ms() if heard_at is None else heard_at,
+                            **extra)
 
     def _interrupted(self, item_id: str, heard_ms: int, st: ItemState | None) -> None:
         self.rec.transcript("interruption", speaker="caller", item_id=item_id,

@@ -79,11 +79,15 @@ class UpstreamEvents:
         item_id = str(event.get("item_id", ""))
         rid = str(event.get("response_id", ""))
         st = self.agent.item(item_id, rid)
-        if st.received_ms == 0:  # the item's first audio
-            created = self._response_created_at.get(rid)
+        if st.received_ms == 0:  # the response's first audio (its first audio item)
+            created = self._response_created_at.pop(rid, None)
             if created is not None:
                 call.metrics.upstream_ttfa.observe(time.monotonic() - created)
         st.received_ms += len(pcm) / bytes_per_ms(call.output_format)
+        if st.truncated_ms is None and rid and rid == self.agent.cut_response \
+                and call.leg is not None:
+            # More audio of the response the caller interrupted (a later item): unheard.
+            self.agent.forget(item_id, st, int(call.leg.played_ms(item_id)))
         if st.truncated_ms is not None:
             return  # cut by a barge-in: what the upstream still sends must not be played
         if call.leg is not None:

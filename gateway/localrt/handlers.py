@@ -59,9 +59,11 @@ def _decode_audio(s: Session, b64: str, param: str) -> bytes:
 async def input_audio_buffer_append(s: Session, ev: Json) -> None:
     check_keys(ev, {"type", "event_id", "audio"}, "")
     data = _decode_audio(s, get_str(ev, "audio", "", required=True) or "", "audio")
-    step = bytes_per_ms(s.config.input_format) * _PIECE_MS
+    per_ms = bytes_per_ms(s.config.input_format)
+    step = per_ms * _PIECE_MS
     for at in range(0, len(data), step):
         piece = data[at:at + step]
+        s.input_ms += len(piece) / per_ms
         # Between turns only silero runs: handing each 20 ms to a thread cost more (thread
         # wake-ups, measured ~2 % of a core per stream) than the work itself.
         if s.listener.light and len(piece) <= step // 4:
@@ -69,6 +71,7 @@ async def input_audio_buffer_append(s: Session, ev: Json) -> None:
         else:
             events = await s.in_worker(s.listener.push, piece)
         await s.on_listen_events(events)
+        await s.check_idle()
 
 
 async def input_audio_buffer_commit(s: Session, ev: Json) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,20 @@ class ResponseParams:
     max_output_tokens: int | str = "inf"
     metadata: Json | None = None
     input: list[Item] | None = None  # response.create's own context, if given
+    #: Said as an audio item of its own before a tool call, in the same response (a
+    #: "preamble", as newer models do when their instructions ask for one).
+    preamble: str | None = None
+
+
+PREAMBLE = "One moment, let me check that."
+_ASKS_FOR_PREAMBLE = re.compile(r"\bpreambles?\b", re.IGNORECASE)
+
+
+def preamble_for(*instructions: str | None) -> str | None:
+    """The preamble a response says before a tool call, when instructions ask for one."""
+    if any(i and _ASKS_FOR_PREAMBLE.search(i) for i in instructions):
+        return PREAMBLE
+    return None
 
 
 class Pacer:
@@ -144,6 +159,11 @@ class ResponseRun:
         self._task.add_done_callback(lambda _: on_done(self))
 
     @property
+    def audio_ms(self) -> float:
+        """Audio produced by this response, all of its items."""
+        return sum(item.audio_ms for item in self._output)
+
+    @property
     def done(self) -> bool:
         return self._task is None or self._task.done()
 
@@ -170,6 +190,8 @@ class ResponseRun:
         try:
             answer = reply()
             if answer.tool_call is not None:
+                if self.params.preamble and "audio" in self.params.output_modalities:
+                    await self._message(self.params.preamble, closing)  # output 0
                 await self._function_call(answer.tool_call, closing)
             else:
                 await self._message(answer.text, closing)

@@ -113,9 +113,11 @@ async def _realtime(request: web.Request) -> web.StreamResponse:
         return _websocket_required()
     await ws.prepare(request)
     app = request.app
-    session = Session(ws, app[ENGINE_KEY], app[CONFIG_KEY], HANDLERS)
-    log.info("session %s opened (model requested: %s)", session.id,
-             request.query.get("model", "-"))
+    transcription = request.query.get("intent") == "transcription"
+    session = Session(ws, app[ENGINE_KEY], app[CONFIG_KEY], HANDLERS,
+                      transcription=transcription)
+    log.info("session %s opened (%s)", session.id, "transcription" if transcription
+             else f"model requested: {request.query.get('model', '-')}")
     app[SESSIONS_KEY].add(session)
     try:
         await session.run()

@@ -37,7 +37,7 @@ from .protocol import (
     parse_client_event,
     server_event,
 )
-from .response import Prefetch, ResponseParams, ResponseRun
+from .response import Prefetch, ResponseParams, ResponseRun, preamble_for
 from .sessionconfig import SessionConfig
 from .tts import split_sentences
 
@@ -48,10 +48,18 @@ _BINARY = object()  # inbox marker for a binary frame
 
 Handler = Callable[["Session", Json], Awaitable[None]]
 
+#: What a transcription session takes: audio and its own configuration (no responses, no
+#: conversation edits: it has no model answering).
+TRANSCRIPTION_EVENTS = frozenset({"session.update", "input_audio_buffer.append",
+                                  "input_audio_buffer.commit", "input_audio_buffer.clear"})
+#: What the agent says when ``idle_timeout_ms`` runs out (a response follows
+#: ``input_audio_buffer.timeout_triggered``, as at OpenAI).
+IDLE_PROMPT = 'Say "Are you still there?"'
+
 
 class Session:
     def __init__(self, ws: web.WebSocketResponse, engine: Engine, settings: EngineConfig,
-                 handlers: Mapping[str, Handler]) -> None:
+                 handlers: Mapping[str, Handler], *, transcription: bool = False) -> None:
         self.ws = ws
         #: Client event type -> handler (``handlers.HANDLERS``, passed in by the server so
         #: this module does not import the handlers that import it).
@@ -59,8 +67,13 @@ class Session:
         self.engine = engine
         self.settings = settings
         self.id = new_id("sess")
-        self.config = SessionConfig()
+        self.config = SessionConfig.for_transcription() if transcription else SessionConfig()
         self.configured = False
+        #: Input audio received (ms): the timeline of ``idle_timeout_ms``.
+        self.input_ms = 0.0
+        #: Where the caller's idle time started (the last response's end plus its audio), or
+        #: None while nothing is waited for.
+        self.idle_from_ms: float | None = None
         self.conversation = Conversation()
         self.agent = Agent()
         self.active: ResponseRun | None = None
@@ -156,8 +169,11 @@ class Session:
                 if (not self.configured and kind != "session.update"
                         and self.settings.require_session_update):
                     raise ClientError("session_not_configured",
-                                      f"Send session.update (with session.type 'realtime') "
-                                      f"before '{kind}'.")
+                                      f"Send session.update (with session.type "
+                                      f"'{self.config.kind}') before '{kind}'.")
+                if self.config.kind == "transcription" and kind not in TRANSCRIPTION_EVENTS:
+                    raise ClientError("invalid_value", f"'{kind}' is not supported "
+                                      "in a transcription session.", "type")
                 await handler(self, event)
             except ClientError as exc:
                 await self.emit(exc.event(event_id))
@@ -176,6 +192,7 @@ class Session:
                 self._prepare_reply(ev.text)
                 continue
             if isinstance(ev, SpeechStarted):
+                self.idle_from_ms = None
                 self.speech_item_id = new_id("item")
                 await self.emit(server_event("input_audio_buffer.speech_started",
                                              audio_start_ms=ev.audio_start_ms,
@@ -189,7 +206,7 @@ class Session:
             self.speech_item_id = None
             await self.emit(server_event("input_audio_buffer.speech_stopped",
                                          audio_end_ms=ev.audio_end_ms, item_id=item_id))
-            auto = td is not None and td.create_response
+            auto = td is not None and td.create_response and self.config.kind == "realtime"
             await self.commit_utterance(item_id, ev.audio_end_ms - ev.audio_start_ms,
                                         ev.utterance, auto_response=auto)
 
@@ -205,7 +222,7 @@ class Session:
         transcript = await self.in_worker(self.engine.asr.finalize, utt)
         item.heard = transcript.text
         log.debug("heard %r (%s)", transcript.text, transcript.source)
-        if self.config.transcription is not None:
+        if self.config.transcribes:
             item.content[0]["transcript"] = transcript.text
             await self.emit(server_event(
                 "conversation.item.input_audio_transcription.delta", item_id=item_id,
@@ -230,7 +247,8 @@ class Session:
     def _prepare_reply(self, heard: str) -> None:
         """Synthesise the first sentence of the reply the caller will most likely get."""
         td = self.config.turn_detection
-        if not heard or td is None or not td.create_response or self.active is not None:
+        if not heard or td is None or not td.create_response or self.active is not None \
+                or self.config.kind != "realtime":
             return
         params = response_params(None, self.config, self.conversation)
         if "audio" not in params.output_modalities:
@@ -244,7 +262,40 @@ class Session:
 
     # -- responses -----------------------------------------------------------------------------
 
+    async def check_idle(self) -> None:
+        """``idle_timeout_ms``: the caller stayed silent that long after the agent's last
+        response ended and its audio played out -> ``input_audio_buffer.timeout_triggered``,
+        the (silent) buffer committed as an empty user item, and a response. Time is input
+        audio received, as the event's ``audio_start_ms``/``audio_end_ms`` are."""
+        td = self.config.turn_detection
+        start = self.idle_from_ms
+        if (start is None or td is None or td.idle_timeout_ms is None
+                or self.active is not None or self.speech_item_id is not None
+                or self.input_ms - start < td.idle_timeout_ms):
+            return
+        self.idle_from_ms = None
+        item_id = new_id("item")
+        await self.emit(server_event("input_audio_buffer.timeout_triggered",
+                                     audio_start_ms=int(start), audio_end_ms=int(self.input_ms),
+                                     item_id=item_id))
+        await self.in_worker(self.listener.clear)  # the silence goes into the empty item
+        item = Item(item_id, "message", role="user",
+                    content=[{"type": "input_audio", "transcript": None}])
+        item.heard = ""
+        prev = self.conversation.add(item)
+        await self.emit(server_event("input_audio_buffer.committed", item_id=item_id,
+                                     previous_item_id=prev))
+        await self.emit(server_event("conversation.item.added", previous_item_id=prev,
+                                     item=item.to_json()))
+        await self.emit(server_event("conversation.item.done", previous_item_id=prev,
+                                     item=item.to_json()))
+        if td.create_response:
+            params = response_params(None, self.config, self.conversation)
+            params.instructions = IDLE_PROMPT
+            await self.start_response(params)
+
     async def start_response(self, params: ResponseParams) -> ResponseRun:
+        params.preamble = preamble_for(self.config.instructions, params.instructions)
         run = ResponseRun(params, self.conversation, self.engine.voice, self.settings,
                           self.emit, self.prefetch)
         self.active = run
@@ -258,6 +309,9 @@ class Session:
         self._runs.discard(run)
         if self.active is run:
             self.active = None
+            if run.in_conversation and self.speech_item_id is None:
+                # Idle time counts from when the caller would have heard the last of it.
+                self.idle_from_ms = self.input_ms + run.audio_ms
 
     def build_turn(self, params: ResponseParams) -> Turn:
         """The newest input: everything after the last thing the assistant produced."""

@@ -43,6 +43,10 @@ _SESSION_KEYS = frozenset({
 _SERVER_VAD_KEYS = frozenset({"type", "threshold", "prefix_padding_ms", "silence_duration_ms",
                               "create_response", "interrupt_response", "idle_timeout_ms"})
 _SEMANTIC_VAD_KEYS = frozenset({"type", "eagerness", "create_response", "interrupt_response"})
+#: A transcription session (``RealtimeTranscriptionSessionCreateRequest``): input only.
+_TRANSCRIPTION_SESSION_KEYS = frozenset({"type", "audio", "include"})
+#: What a transcription session transcribes with until the client says otherwise.
+DEFAULT_TRANSCRIPTION: Json = {"model": "gpt-4o-mini-transcribe"}
 _TRANSCRIPTION_KEYS = frozenset({"model", "language", "prompt", "languages", "keywords", "delay"})
 
 
@@ -79,6 +83,9 @@ class TurnDetection:
 
 @dataclass(slots=True)
 class SessionConfig:
+    #: "realtime" (a conversation) or "transcription" (caller audio -> transcripts, no
+    #: responses): fixed when the connection opens (``?intent=transcription``).
+    kind: Literal["realtime", "transcription"] = "realtime"
     instructions: str = DEFAULT_INSTRUCTIONS
     output_modalities: list[str] = field(default_factory=lambda: ["audio"])
     input_format: WireFormat = "audio/pcm"
@@ -100,20 +107,37 @@ class SessionConfig:
         new._apply(session)
         return new
 
+    @classmethod
+    def for_transcription(cls) -> SessionConfig:
+        return cls(kind="transcription", transcription=dict(DEFAULT_TRANSCRIPTION),
+                   passthrough={})
+
+    @property
+    def transcribes(self) -> bool:
+        """Caller turns get transcription events (always, in a transcription session)."""
+        return self.transcription is not None or self.kind == "transcription"
+
+    def _input_json(self) -> Json:
+        return {
+            "format": format_json(self.input_format),
+            "transcription": copy.deepcopy(self.transcription),
+            "noise_reduction": copy.deepcopy(self.noise_reduction),
+            "turn_detection": self.turn_detection.to_json() if self.turn_detection else None,
+        }
+
     def to_json(self) -> Json:
+        if self.kind == "transcription":
+            out: Json = {"type": "transcription", "audio": {"input": self._input_json()}}
+            if "include" in self.passthrough:
+                out["include"] = copy.deepcopy(self.passthrough["include"])
+            return out
         return {
             "type": "realtime",
             "model": MODEL_NAME,
             "output_modalities": list(self.output_modalities),
             "instructions": self.instructions,
             "audio": {
-                "input": {
-                    "format": format_json(self.input_format),
-                    "transcription": copy.deepcopy(self.transcription),
-                    "noise_reduction": copy.deepcopy(self.noise_reduction),
-                    "turn_detection": self.turn_detection.to_json()
-                    if self.turn_detection else None,
-                },
+                "input": self._input_json(),
                 "output": {"format": format_json(self.output_format),
                            "voice": copy.deepcopy(self.voice), "speed": self.speed},
             },
@@ -126,12 +150,16 @@ class SessionConfig:
     # -- applying an update ------------------------------------------------------------------
 
     def _apply(self, s: Json) -> None:
+        if self.kind == "transcription" and s.get("type") == "transcription":
+            self._apply_transcription(s)
+            return
         check_keys(s, _SESSION_KEYS, "session")
         kind = get_str(s, "type", "session", required=True)
-        if kind != "realtime":
+        if kind != self.kind:
+            how = "?intent=transcription" if kind == "transcription" else "?model=..."
             raise ClientError("invalid_value",
-                              f"Invalid value: '{kind}'. This local engine serves only "
-                              "'realtime' sessions.", "session.type")
+                              f"Invalid value: '{kind}'. This connection serves a "
+                              f"'{self.kind}' session (open one with {how}).", "session.type")
         get_str(s, "model", "session")  # accepted; the engine's model never changes
         if (instructions := get_str(s, "instructions", "session")) is not None:
             self.instructions = instructions
@@ -151,6 +179,14 @@ class SessionConfig:
                     "parallel_tool_calls"):
             if key in s:
                 self.passthrough[key] = _passthrough(key, s[key])
+
+    def _apply_transcription(self, s: Json) -> None:
+        check_keys(s, _TRANSCRIPTION_SESSION_KEYS, "session")
+        if (audio := get_obj(s, "audio", "session")) is not None:
+            check_keys(audio, {"input"}, "session.audio")
+            self._apply_audio(audio)
+        if "include" in s:
+            self.passthrough["include"] = _passthrough("include", s["include"])
 
     def _apply_audio(self, audio: Json) -> None:
         check_keys(audio, {"input", "output"}, "session.audio")

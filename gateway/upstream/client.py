@@ -52,9 +52,13 @@ def gateway_event_id() -> str:
     return new_id(GATEWAY_EVENT_PREFIX + "evt")
 
 
-def realtime_url(base: str, model: str) -> str:
+def realtime_url(base: str, model: str, intent: str | None = None) -> str:
+    """The upstream's WebSocket URL: ``?model=`` for a conversation, ``?intent=transcription``
+    for a transcription session (which names no model: its transcription model is part of
+    the session)."""
     parts = urlsplit(base)
-    query = parts.query + ("&" if parts.query else "") + urlencode({"model": model})
+    params = {"intent": intent} if intent else {"model": model}
+    query = parts.query + ("&" if parts.query else "") + urlencode(params)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
@@ -92,8 +96,9 @@ class UpstreamConnection:
     @classmethod
     async def connect(cls, http: aiohttp.ClientSession, *, url: str, model: str, api_key: str,
                       timeout_s: float, queue_size: int = 250,
-                      on_drop: Callable[[], None] | None = None) -> UpstreamConnection:
-        ws = await open_websocket(http, realtime_url(url, model), api_key, timeout_s)
+                      on_drop: Callable[[], None] | None = None,
+                      intent: str | None = None) -> UpstreamConnection:
+        ws = await open_websocket(http, realtime_url(url, model, intent), api_key, timeout_s)
         return cls(ws, queue_size, on_drop)
 
     async def _send_loop(self) -> None:

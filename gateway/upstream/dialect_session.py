@@ -174,6 +174,20 @@ def beta_session_create_request_to_ga(body: Json) -> tuple[Json, list[str]]:
     return {"expires_after": expires_after, "session": session}, w.ignored
 
 
+def beta_transcription_session_create_request_to_ga(body: Json) -> tuple[Json, list[str]]:
+    """A beta ``POST /v1/realtime/transcription_sessions`` body -> (GA ``client_secrets``
+    body with a ``type:"transcription"`` session, ignored fields); the token's lifetime as
+    for :func:`beta_session_create_request_to_ga`."""
+    w = Walk("")
+    obj = expect_dict(body, "")
+    reject_unknown(obj, (*_TRANSCRIPTION_MOVES, *TRANSCRIPTION_IGNORED), "", _SESSION_GA_ONLY)
+    expires_after = _expires_after(obj.get("client_secret"), w)
+    fields = {k: v for k, v in obj.items() if k != "client_secret"}
+    session = {"type": "transcription",
+               **translate_fields(fields, _TRANSCRIPTION_MOVES, w, TRANSCRIPTION_IGNORED)}
+    return {"expires_after": expires_after, "session": session}, w.ignored
+
+
 # -- GA -> beta sessions -----------------------------------------------------------------
 
 def _put_nullable(out: Json, key: str, src: Json, src_key: str,
@@ -254,6 +268,7 @@ def ga_client_secret_to_beta_session_response(value: str, expires_at: int,
 
 __all__ = [
     "BETA_DEFAULT_TOKEN_TTL_S", "BETA_MODELS", "SESSION_IGNORED", "TRANSCRIPTION_IGNORED",
-    "beta_session_create_request_to_ga", "ga_client_secret_to_beta_session_response",
+    "beta_session_create_request_to_ga", "beta_transcription_session_create_request_to_ga",
+    "ga_client_secret_to_beta_session_response",
     "session_beta_to_ga", "session_ga_to_beta", "transcription_session_beta_to_ga",
 ]
