@@ -14,6 +14,7 @@ from gateway.config import Config, Profile
 from gateway.errors import ApiError, bad_request, unauthorized
 
 from .appkeys import CALLS, CONFIG, FACTORY, METRICS, TOKENS
+from .cross_api import require_api
 from .forwarding import forward_to_owner
 
 log = logging.getLogger("gateway.signaling")
@@ -40,10 +41,11 @@ def check_api_key(config: Config, key: str) -> None:
 def resolve_profile(config: Config, model: Any, param: str = "session.model") -> Profile:
     if model is not None and not isinstance(model, str):
         raise bad_request("invalid_type", "model must be a string.", param)
-    profile = config.profile_for_model(model)
+    profile = config.profile_for_model(model, api="realtime")
     if profile is None:
         raise ApiError(400, "model_not_found", f"The model '{model}' is not offered here.",
                        param=param)
+    require_api(config, profile, "realtime", model, param)  # GPT-Live: docs/live.md
     return profile
 
 

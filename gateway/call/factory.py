@@ -30,6 +30,9 @@ from . import policy
 from .continuity import UpstreamKeeper
 from .dialect import attach_beta
 from .guards import CallGuards
+from .live_calls import check_dialect, connect_live
+from .live_tools import LiveTools
+from .live_upstream_events import LiveUpstreamEvents
 from .recording import CallRecording
 from .session import CallSession
 from .toolrounds import ToolRounds
@@ -64,6 +67,8 @@ class CallFactory:
 
     async def connect_upstream(self, profile: Profile, session: dict[str, Any]
                                ) -> tuple[UpstreamConnection, dict[str, Any]]:
+        if profile.api == "live":  # GPT-Live upstream (gateway/call/live_calls.py)
+            return await connect_live(self, profile, session)
         up = self.config.upstream
         conn = await UpstreamConnection.connect(
             self.http, url=up.url, model=profile.upstream_model,
@@ -85,6 +90,7 @@ class CallFactory:
         except ApiError:
             self.metrics.call_setup_failures.labels("webrtc", PORTS_EXHAUSTED).inc()
             raise
+        check_dialect(profile, dialect)
         self.calls.reserve()
         call_id = self.new_call_id()
         call = CallSession(call_id=call_id, config=self.config, profile=profile,
@@ -151,8 +157,13 @@ class CallFactory:
                 # A full or read-only disk must not take the call down with it.
                 log.exception("recording could not start")
                 self.metrics.recording_errors.inc()
-        if profile.tools:
+        if isinstance(call.upstream_events, LiveUpstreamEvents):
+            call.upstream_events.resource = dict(effective)
+            if profile.tools:
+                LiveTools(call, self.tools, self.metrics, profile.tools)
+        elif profile.tools:
             ToolRounds(call, self.tools, self.metrics, profile.tools)
+        self.metrics.calls_by_api.labels(profile.api).inc()
         CallGuards(call, self.config.guards, ask_on_dead_mic=profile.ask_on_dead_mic)
         UpstreamKeeper(call, lambda: self.connect_upstream(profile, call.session),
                        rollover_s=self.config.upstream.rollover_s,
@@ -180,6 +191,7 @@ class CallFactory:
                             session: dict[str, Any], dialect: str,
                             extra: dict[str, Any] | None = None) -> web.WebSocketResponse:
         """Serve one Realtime WebSocket call until the client or the upstream ends it."""
+        check_dialect(profile, dialect)
         self.calls.reserve()
         call = CallSession(call_id=self.new_call_id(), config=self.config, profile=profile,
                            metrics=self.metrics, transport="websocket", dialect=dialect,

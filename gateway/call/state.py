@@ -20,6 +20,7 @@ from gateway.obs.metrics import Metrics
 from gateway.upstream.client import UpstreamConnection
 
 from .policy import ToolLookup
+from .upstream_ops import UpstreamOps
 
 Event = dict[str, Any]
 
@@ -78,6 +79,8 @@ class SessionHooks:
     agent_text: list[Callable[[str, ItemState], None]] = field(default_factory=list)
     interrupted: list[Callable[[str, int, ItemState | None], None]] = field(default_factory=list)
     on_close: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
+    #: Called as the call ends, while the client can still hear (before ``on_close``).
+    ending: list[Callable[[str], None]] = field(default_factory=list)
     notes: list[Callable[[str, float, dict[str, Any]], None]] = field(default_factory=list)
     #: Consulted before an upstream event is handled: any False drops it (supervisor takeover).
     upstream_gate: list[Callable[[Event], bool]] = field(default_factory=list)
@@ -103,6 +106,8 @@ class CallPort(Protocol):
     hooks: SessionHooks
     leg: Leg | None
     upstream: UpstreamConnection | None
+    #: The upstream API's way of doing what the core asks (Realtime or Live events).
+    upstream_ops: UpstreamOps
     wire_format: WireFormat
     active_response: str | None
     closing: bool
@@ -115,5 +120,9 @@ class CallPort(Protocol):
                      client_event_id: str | None = None) -> None: ...
 
     def forward(self, event: Event) -> None: ...
+
+    def note(self, kind: str, **fields: Any) -> None: ...
+
+    def request_close(self, reason: str) -> None: ...
 
     def client_session(self, upstream_session: Any) -> Event: ...
