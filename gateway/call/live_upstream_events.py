@@ -74,6 +74,9 @@ class LiveUpstreamEvents:
             "session.input_transcript.delta": self.caller_delta,
             "session.delegation.created": self.delegation,
             "error": self.error,
+            "session.instructions.appended": self.acknowledged,
+            "session.thinking.appended": self.acknowledged,
+            "session.commentary.appended": self.acknowledged,
         }
         h = call.hooks
         h.to_client.insert(0, self.to_live)
@@ -148,6 +151,12 @@ class LiveUpstreamEvents:
             return  # about an event the gateway sent (a prompt, a reseed): not the client's
         code = str((event.get("error") or {}).get("code") or "unknown")
         self.call.metrics.upstream_errors.labels(bounded(code)).inc()
+        self.call.forward(event)
+
+    def acknowledged(self, event: Event) -> None:
+        ref = event.get("client_event_id")
+        if isinstance(ref, str) and ref.startswith(GATEWAY_EVENT_PREFIX):
+            return  # the gateway's own append (a prompt, a reseed)
         self.call.forward(event)
 
     def delegation(self, event: Event) -> None:
