@@ -80,7 +80,8 @@ class LiveUpstreamEvents:
         }
         h = call.hooks
         h.to_client.insert(0, self.to_live)
-        h.caller_audio.append(self._caller_audio)
+        if call.profile.turn_detection != "none":  # "none": the gateway never cuts playout
+            h.caller_audio.append(self._caller_audio)
         h.playout.append(self._playout)
         h.interrupted.append(self._interrupted)
         h.ending.append(self._ending)
