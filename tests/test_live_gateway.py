@@ -312,3 +312,29 @@ async def test_webrtc_live_call_with_barge_in(local_engine_url: str) -> None:
 
 def _interrupted(gw: Gateway) -> bool:
     return any(c.stats.interruptions for c in gw.app[CALLS])
+
+
+async def test_phone_call_on_a_live_profile(local_engine_url: str) -> None:
+    from gateway.upstream.live_client import LiveUpstreamConnection
+    from tests.fake_twilio import FakeTwilio
+    from tests.test_twilio import AUTH_TOKEN, ENV, PUBLIC
+
+    async with gateway(local_engine_url, **ENV) as gw:
+        twilio = FakeTwilio(gw.http, gw.base, PUBLIC, AUTH_TOKEN)
+        try:
+            stream = await twilio.call(query="profile=live")
+            await until(lambda: len(gw.app[CALLS]) == 1, 10, "the phone call")
+            call = next(iter(gw.app[CALLS]))
+            assert isinstance(call.upstream, LiveUpstreamConnection)  # type: ignore[attr-defined]
+            # µ-law both ways, passed through: Live takes audio/pcmu 8 kHz.
+            assert call.upstream.session["audio"]["format"] == {  # type: ignore[attr-defined]
+                "type": "audio/pcmu", "rate": 8000}
+            stream.speak(speech("hello", fmt="audio/pcmu"))
+            await stream.until(lambda: len(stream.media_in) >= 8000, 30)  # 1 s of the answer
+            await stream.stop()
+        finally:
+            await twilio.close()
+        _d, lines = await recording(gw)
+        spoken = [(x["speaker"], x["text"]) for x in lines if x["kind"] == "utterance"]
+        assert any(s == "caller" and "hello" in t.lower() for s, t in spoken), spoken
+        assert any(s == "agent" for s, _t in spoken), spoken
