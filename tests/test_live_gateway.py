@@ -338,3 +338,4 @@ async def test_phone_call_on_a_live_profile(local_engine_url: str) -> None:
         spoken = [(x["speaker"], x["text"]) for x in lines if x["kind"] == "utterance"]
         assert any(s == "caller" and "hello" in t.lower() for s, t in spoken), spoken
         assert any(s == "agent" for s, _t in spoken), spoken
+
