@@ -267,11 +267,12 @@ class ClientProc(LineProc):
     """One ``bench.clients`` process (``calls`` callers)."""
 
     def __init__(self, base: str, calls: int, log: IO[bytes], env: dict[str, str],
-                 encode_live: bool = False, prefix: list[str] | None = None) -> None:
+                 encode_live: bool = False, prefix: list[str] | None = None,
+                 api: str = "realtime") -> None:
         self.calls = calls
         super().__init__(
             [*(prefix or []), sys.executable, "-m", "bench.clients", "--base", base,
-             "--api-key", API_KEY, "--calls", str(calls),
+             "--api-key", API_KEY, "--calls", str(calls), "--api", api,
              *(["--encode-live"] if encode_live else [])], log, env)
 
 
@@ -423,8 +424,10 @@ def run_one(server: str, n: int, args: argparse.Namespace, logdir: Path, tag: st
         sizes = [per] * (n // per) + ([n % per] if n % per else [])
         t_setup = time.monotonic()
         for size in sizes:
+            # A variant with BENCH_API=live (and a Live profile) calls over GPT-Live.
+            api = (args.variants or {}).get(server, {}).get("BENCH_API", "realtime")
             procs.clients.append(ClientProc(procs.base, size, log, env, args.encode_live,
-                                            on_load))
+                                            on_load, api))
         for c in procs.clients:
             c.expect("ready", 30 + 3 * n)
         setup_s = time.monotonic() - t_setup

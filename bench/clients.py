@@ -172,14 +172,33 @@ class Caller:
         await self.pc.close()
 
 
+async def _live_answer(http: aiohttp.ClientSession, base: str, api_key: str, sdp: str) -> str:
+    """GPT-Live's WebRTC create (``client.live.create()``) with the API key."""
+    async with http.post(f"{base}/v1/live/sessions", headers={
+            "Authorization": f"Bearer {api_key}"}, json={
+            "session": {"model": "gpt-live-1"}, "transport": {"type": "webrtc", "sdp": sdp}}) as r:
+        body = await r.json()
+        if r.status != 200:
+            raise RuntimeError(f"live sessions: {r.status} {body}")
+        return str(body["transport"]["sdp"])
+
+
 async def open_call(http: aiohttp.ClientSession, base: str, api_key: str, pcm: bytes,
-                    packets: list[bytes] | None, timeout_s: float) -> Caller:
+                    packets: list[bytes] | None, timeout_s: float, api: str = "realtime"
+                    ) -> Caller:
+    if api == "live":
+        return await _open(http, base, api_key, pcm, packets, timeout_s, live=True)
     async with http.post(f"{base}/v1/realtime/client_secrets", json={},
                          headers={"Authorization": f"Bearer {api_key}"}) as r:
         body = await r.json()
         if r.status != 200:
             raise RuntimeError(f"client_secrets: {r.status} {body}")
         token = body["value"]
+    return await _open(http, base, token, pcm, packets, timeout_s, live=False)
+
+
+async def _open(http: aiohttp.ClientSession, base: str, token: str, pcm: bytes,
+                packets: list[bytes] | None, timeout_s: float, *, live: bool) -> Caller:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     caller = Caller(pc, ToneTrack(pcm, packets))
     channel = pc.createDataChannel("oai-events")
@@ -193,12 +212,15 @@ async def open_call(http: aiohttp.ClientSession, base: str, api_key: str, pcm: b
     caller.tap()
     try:
         await pc.setLocalDescription(await pc.createOffer())
-        async with http.post(f"{base}/v1/realtime/calls", data=pc.localDescription.sdp,
-                             headers={"Authorization": f"Bearer {token}",
-                                      "Content-Type": "application/sdp"}) as r:
-            answer = await r.text()
-            if r.status != 201:
-                raise RuntimeError(f"calls: {r.status} {answer[:300]}")
+        if live:
+            answer = await _live_answer(http, base, token, pc.localDescription.sdp)
+        else:
+            async with http.post(f"{base}/v1/realtime/calls", data=pc.localDescription.sdp,
+                                 headers={"Authorization": f"Bearer {token}",
+                                          "Content-Type": "application/sdp"}) as r:
+                answer = await r.text()
+                if r.status != 201:
+                    raise RuntimeError(f"calls: {r.status} {answer[:300]}")
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         async with asyncio.timeout(timeout_s):
             await caller.opened.wait()
@@ -267,7 +289,7 @@ async def run(args: argparse.Namespace) -> int:
     async def one() -> Caller:
         async with gate:
             return await open_call(http, args.base, args.api_key, pcm, packets,
-                                   args.setup_timeout)
+                                   args.setup_timeout, args.api)
 
     async with aiohttp.ClientSession() as http:
         results = await asyncio.gather(*(one() for _ in range(args.calls)),
@@ -316,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--encode-live", action="store_true",
                    help="encode the tone per caller, as a browser does (costs the client CPU)")
     p.add_argument("--setup-concurrency", type=int, default=4)
+    p.add_argument("--api", choices=("realtime", "live"), default="realtime",
+                   help="open calls over the Realtime API or GPT-Live (POST /v1/live/sessions)")
     p.add_argument("--setup-timeout", type=float, default=20.0)
     return asyncio.run(run(p.parse_args(argv)))
 

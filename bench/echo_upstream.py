@@ -1,4 +1,5 @@
 """An "echo" Realtime upstream for benchmarks: each caller append comes back as agent audio.
+It speaks GPT-Live at ``/v1/live/sessions`` too (the same echo in Live's events).
 
 A GA WebSocket server at ``/v1/realtime``: it sends ``session.created``, answers
 ``session.update`` with ``session.updated``, and echoes each ``input_audio_buffer.append`` as a
@@ -110,6 +111,41 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+async def live(request: web.Request) -> web.WebSocketResponse:
+    """GPT-Live echo: ``session.start`` -> ``session.started``, then every
+    ``session.input_audio.append`` comes back as a ``session.output_audio.delta``."""
+    stats = request.app[STATS]
+    ws = web.WebSocketResponse(max_msg_size=32 * 1024 * 1024)
+    await ws.prepare(request)
+    stats.connections += 1
+    stats.open += 1
+    tag = secrets.token_hex(6)
+    try:
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            stats.events_in += 1
+            ev = json.loads(msg.data)
+            etype = ev.get("type")
+            if etype == "session.input_audio.append":
+                audio = ev.get("audio", "")
+                stats.appends += 1
+                stats.audio_bytes_in += b64_len(audio)
+                stats.deltas += 1
+                await ws.send_str('{"type":"session.output_audio.delta","delta":"' + audio +
+                                  '"}')
+            elif etype == "session.start":
+                session = dict(ev.get("session") or {}, id=f"sess_{tag}",
+                               expires_at=int(time.time()) + 3600, status="active")
+                await ws.send_str(json.dumps({"type": "session.started",
+                                              "event_id": f"event_{tag}_s",
+                                              "client_event_id": ev.get("event_id"),
+                                              "session": session}))
+    finally:
+        stats.open -= 1
+    return ws
+
+
 async def stats_handler(request: web.Request) -> web.Response:
     return web.json_response(request.app[STATS].as_dict())
 
@@ -118,6 +154,7 @@ def make_app() -> web.Application:
     app = web.Application()
     app[STATS] = Stats()
     app.router.add_get("/v1/realtime", realtime)
+    app.router.add_get("/v1/live/sessions", live)
     app.router.add_get("/stats", stats_handler)
     return app
 

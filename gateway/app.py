@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from gateway.api import admin, demo, ops, realtime_http, realtime_ws, supervise, twilio
+from gateway.api import admin, demo, live, ops, realtime_http, realtime_ws, supervise, twilio
 from gateway.api.appkeys import CALLS, CONFIG, FACTORY, HTTP, METRICS, REGISTRY, TOKENS
 from gateway.api.tokens import TokenService
 from gateway.call.factory import CallFactory
@@ -132,6 +132,7 @@ def make_app(config: Config, *, metrics: Metrics | None = None) -> web.Applicati
     app.cleanup_ctx.append(_loop_lag)
     app.add_routes(realtime_http.routes)
     app.add_routes(realtime_ws.routes)
+    app.add_routes(live.routes)
     app.add_routes(ops.routes)
     app.add_routes(twilio.routes)
     app.add_routes(supervise.routes)

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 log = logging.getLogger("gateway.config")
 
@@ -206,6 +207,9 @@ class ServerConfig:
 @dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     url: str = "wss://api.openai.com/v1/realtime"
+    #: GPT-Live's WebSocket (profiles with ``api = "live"``). Empty: ``url``'s scheme and
+    #: host with the path ``/v1/live/sessions`` (what OpenAI and the local engine serve).
+    live_url: str = ""
     connect_timeout_s: float = 10.0
     #: Caller audio is sent upstream in appends of this many ms (cost tracks message count).
     append_ms: int = 40
@@ -214,6 +218,12 @@ class UpstreamConfig:
     rollover_s: float = 55 * 60
     #: How long to keep trying to reconnect a lost upstream before ending the call.
     reconnect_budget_s: float = 30.0
+
+    def live_sessions_url(self) -> str:
+        if self.live_url:
+            return self.live_url
+        parts = urlsplit(self.url)
+        return urlunsplit((parts.scheme, parts.netloc, "/v1/live/sessions", "", ""))
 
 
 @dataclass(frozen=True, slots=True)

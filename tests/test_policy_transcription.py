@@ -25,7 +25,8 @@ def test_the_base_transcription_session_is_a_ga_transcription_request() -> None:
     RealtimeTranscriptionSessionCreateRequest.model_validate(s, strict=True)
     assert policy.session_kind(s) == "transcription"
     assert "model" not in policy.for_client(s, OPEN, no_tools)  # it names no model
-    assert policy.for_client(policy.base_session(OPEN, no_tools), OPEN, no_tools)["model"] == OPEN.model
+    realtime = policy.base_session(OPEN, no_tools)
+    assert policy.for_client(realtime, OPEN, no_tools)["model"] == OPEN.model
 
 
 def test_an_open_profile_takes_every_transcription_field() -> None:

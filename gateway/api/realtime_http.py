@@ -13,6 +13,7 @@ from gateway.config import Config, Profile
 from gateway.errors import ApiError, bad_request, unauthorized
 
 from .appkeys import CALLS, CONFIG, FACTORY, METRICS, TOKENS
+from .cross_api import require_api
 from .forwarding import forward_to_owner
 from .jsonbody import parse_json, read_body, read_json_object
 
@@ -47,6 +48,7 @@ def resolve_profile(config: Config, model: Any, param: str = "session.model",
         offered = ", ".join(config.offered_models())
         raise ApiError(400, "model_not_found", f"The model '{str(model)[:64]}' does not exist "
                        f"here. Offered: {offered}.", param=param)
+    require_api(config, profile, "realtime", model, param)  # GPT-Live: docs/live.md
     return profile
 
 

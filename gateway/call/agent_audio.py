@@ -13,7 +13,6 @@ import time
 from gateway.audio.levels import measure_bytes
 from gateway.ids import new_id
 from gateway.legs.playout import QueuedFrame
-from gateway.upstream.client import gateway_event_id
 
 from .state import CallPort, DirectionMetrics, ItemState
 
@@ -80,9 +79,7 @@ class AgentAudio:
         still arriving when the barge-in came): the upstream keeps only that much."""
         st.truncated_ms = heard_ms
         if self.call.upstream is not None:
-            self.call.upstream.send({"type": "conversation.item.truncate",
-                                     "event_id": gateway_event_id(), "item_id": item_id,
-                                     "content_index": 0, "audio_end_ms": heard_ms})
+            self.call.upstream_ops.truncate(self.call.upstream, item_id, heard_ms)
 
     def interrupt(self, *, reason: str) -> str:
         """Stop agent audio now and make the upstream remember only what was heard.
@@ -95,16 +92,14 @@ class AgentAudio:
         item, played_ms = call.leg.interrupt()
         rid = call.active_response or ""
         if call.active_response:
-            call.upstream.send({"type": "response.cancel", "event_id": gateway_event_id()})
+            call.upstream_ops.cancel_response(call.upstream, None)
         if item:
             st = self.items.get(item)
             rid = st.response_id if st is not None else rid
             heard = int(min(played_ms, st.received_ms if st else played_ms))
             if st is not None:
                 st.truncated_ms = heard
-            call.upstream.send({"type": "conversation.item.truncate",
-                                "event_id": gateway_event_id(),
-                                "item_id": item, "content_index": 0, "audio_end_ms": heard})
+            call.upstream_ops.truncate(call.upstream, item, heard)
             for obs in call.hooks.interrupted:
                 obs(item, heard, st)
             if rid:  # a leg that plays audio itself: the rest of the response goes unheard

@@ -19,11 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.obs.metrics import bounded
-from gateway.upstream.client import (
-    UpstreamConnection,
-    UpstreamError,
-    gateway_event_id,
-)
+from gateway.upstream.client import UpstreamConnection, UpstreamError
 
 from .recording import cut_transcript
 from .session import CallSession, ItemState
@@ -141,14 +137,7 @@ class UpstreamKeeper:
 
     async def _reseeded(self) -> UpstreamConnection:
         conn, _effective = await self._connect()
-        for role, text in self.turns:
-            if not text:
-                continue
-            kind = "input_text" if role == "user" else "output_text"
-            conn.send({"type": "conversation.item.create",
-                       "event_id": gateway_event_id(),
-                       "item": {"type": "message", "role": role,
-                                "content": [{"type": kind, "text": text}]}})
+        self.session.upstream_ops.reseed(conn, self.turns)
         return conn
 
     async def _close(self, reason: str) -> None:

@@ -30,6 +30,9 @@ from . import policy
 from .continuity import UpstreamKeeper
 from .dialect import attach_beta
 from .guards import CallGuards
+from .live_calls import check_dialect, connect_live
+from .live_tools import LiveTools
+from .live_upstream_events import LiveUpstreamEvents
 from .recording import CallRecording
 from .session import CallSession
 from .toolrounds import ToolRounds
@@ -64,6 +67,8 @@ class CallFactory:
 
     async def connect_upstream(self, profile: Profile, session: dict[str, Any]
                                ) -> tuple[UpstreamConnection, dict[str, Any]]:
+        if profile.api == "live":  # GPT-Live upstream (gateway/call/live_calls.py)
+            return await connect_live(self, profile, session)
         up = self.config.upstream
         transcription = policy.session_kind(session) == policy.TRANSCRIPTION
         conn = await UpstreamConnection.connect(
@@ -88,6 +93,7 @@ class CallFactory:
         except ApiError:
             self.metrics.call_setup_failures.labels("webrtc", PORTS_EXHAUSTED).inc()
             raise
+        check_dialect(profile, dialect)
         self.calls.reserve()
         call_id = self.new_call_id()
         call = CallSession(call_id=call_id, config=self.config, profile=profile,
@@ -157,8 +163,13 @@ class CallFactory:
                 self.metrics.recording_errors.inc()
         # A transcription session has no agent: nothing runs tools or speaks a prompt.
         conversation = policy.session_kind(call.session) != policy.TRANSCRIPTION
-        if profile.tools and conversation:
+        if isinstance(call.upstream_events, LiveUpstreamEvents):
+            call.upstream_events.resource = dict(effective)
+            if profile.tools:
+                LiveTools(call, self.tools, self.metrics, profile.tools)
+        elif profile.tools and conversation:
             ToolRounds(call, self.tools, self.metrics)
+        self.metrics.calls_by_api.labels(profile.api).inc()
         if conversation:
             CallGuards(call, self.config.guards, ask_on_dead_mic=profile.ask_on_dead_mic)
         UpstreamKeeper(call, lambda: self.connect_upstream(profile, call.session),
@@ -189,6 +200,7 @@ class CallFactory:
                             trust: policy.Trust = policy.TOKEN,
                             gateway_events: bool = False) -> web.WebSocketResponse:
         """Serve one Realtime WebSocket call until the client or the upstream ends it."""
+        check_dialect(profile, dialect)
         self.calls.reserve()
         call = CallSession(call_id=self.new_call_id(), config=self.config, profile=profile,
                            metrics=self.metrics, transport="websocket", dialect=dialect,

@@ -15,12 +15,15 @@ from typing import Any
 from gateway.audio.levels import DIGITAL_SILENCE_DBFS
 from gateway.config import GuardConfig
 from gateway.ids import new_id
-from gateway.upstream.client import gateway_event_id
 
 from .session import CallSession
 
 IDLE_PROMPT = "Briefly ask whether the caller is still there."
 IDLE_GOODBYE = "Say a short, friendly goodbye because the caller has gone quiet."
+#: Upstream events that end a caller's turn: Realtime's VAD edge, Live's caller transcript
+#: (Live reports no speech edges).
+_CALLER_TURN_ENDED = frozenset({"input_audio_buffer.speech_stopped",
+                                "session.input_transcript.delta"})
 DEAD_MIC_PROMPT = "Briefly ask whether the caller can hear you, because you cannot hear them."
 
 
@@ -127,11 +130,14 @@ class CallGuards:
                 self.hangup.start()
 
     def _on_upstream(self, ev: dict[str, Any]) -> None:
-        if ev.get("type") == "input_audio_buffer.speech_started":
+        etype = ev.get("type")
+        if etype == "input_audio_buffer.speech_started":
             self.idle_prompted = False
             self.idle.pause()
             self.hangup.pause()
-        elif ev.get("type") == "input_audio_buffer.speech_stopped" and not self._ending:
+        elif etype in _CALLER_TURN_ENDED and not self._ending:
+            if etype == "session.input_transcript.delta":  # Live: the caller spoke
+                self.idle_prompted = False
             self.idle.start()
             self.hangup.start()
 
@@ -141,8 +147,7 @@ class CallGuards:
         up = self.session.upstream
         if up is None or self.session.active_response is not None:
             return
-        up.send({"type": "response.create", "event_id": gateway_event_id(), "response": {
-            "instructions": instructions, "metadata": {"gateway": purpose}}})
+        self.session.upstream_ops.prompt(up, instructions, purpose)
 
     def _idle_prompt(self) -> None:
         if self.idle_prompted or self._ending:

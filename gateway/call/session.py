@@ -31,6 +31,10 @@ from . import policy
 from .agent_audio import AgentAudio
 from .client_events import ClientEvents
 from .intake import CallerIntake
+from .live_client_events import LiveClientEvents
+from .live_ops import LiveOps
+from .live_policy import CLIENT_EVENT_TYPES as LIVE_CLIENT_EVENT_TYPES
+from .live_upstream_events import LiveUpstreamEvents
 from .state import (
     CLIENT_EVENT_TYPES,
     Attachment,
@@ -42,6 +46,7 @@ from .state import (
     wire_format_of,
 )
 from .upstream_events import UpstreamEvents
+from .upstream_ops import RealtimeOps, UpstreamOps
 
 log = logging.getLogger("gateway.session")
 
@@ -98,11 +103,23 @@ class CallSession:
         # The rooms this session composes.
         self.intake = CallerIntake(self)
         self.agent = AgentAudio(self)
-        self.client_events = ClientEvents(self, self.agent, self.intake,
-                                          _FORMATS.get(transport, "any"))
+        # The profile's API picks the rooms that speak it (GPT-Live: docs/live.md).
+        self.upstream_ops: UpstreamOps
+        self.client_events: ClientEvents | LiveClientEvents
+        self.upstream_events: UpstreamEvents | LiveUpstreamEvents
+        if profile.api == "live":
+            self.upstream_ops = LiveOps()
+            self.upstream_events = live = LiveUpstreamEvents(self, self.agent, call_id)
+            self.client_events = LiveClientEvents(self, self.intake, live)
+            self.client_event_types = LIVE_CLIENT_EVENT_TYPES
+        else:
+            self.upstream_ops = RealtimeOps()
+            self.client_events = ClientEvents(self, self.agent, self.intake,
+                                              _FORMATS.get(transport, "any"))
+            self.upstream_events = UpstreamEvents(self, self.agent)
+            self.client_event_types = CLIENT_EVENT_TYPES
         #: The call's own client: bound by the profile's locks unless it holds an API key.
         self.client = Sender(trust, self.send_to_client)
-        self.upstream_events = UpstreamEvents(self, self.agent)
         # The leg's sink (:class:`gateway.legs.base.LegSink`), bound once: these run per frame.
         self.on_caller_audio = self.intake.push
         self.on_agent_frame = self.agent.on_frame
@@ -238,7 +255,7 @@ class CallSession:
         sender = sender or self.client
         etype = event["type"]
         eid = event.get("event_id") if isinstance(event.get("event_id"), str) else None
-        if etype not in CLIENT_EVENT_TYPES:
+        if etype not in self.client_event_types:
             self.client_error("unknown_event_type", f"Unknown event type '{etype}'.",
                               param="type", client_event_id=eid, to=sender.reply)
             return
@@ -340,6 +357,9 @@ class CallSession:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        for last_word in self.hooks.ending:
+            with contextlib.suppress(Exception):
+                last_word(reason)
         if self.leg is not None:
             await self.leg.close()
         if self._leg_closers:

@@ -20,6 +20,7 @@ from gateway.obs.metrics import Metrics
 from gateway.upstream.client import UpstreamConnection
 
 from .policy import ToolLookup, Trust
+from .upstream_ops import UpstreamOps
 
 Event = dict[str, Any]
 
@@ -78,6 +79,8 @@ class SessionHooks:
     agent_text: list[Callable[[str, ItemState], None]] = field(default_factory=list)
     interrupted: list[Callable[[str, int, ItemState | None], None]] = field(default_factory=list)
     on_close: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
+    #: Called as the call ends, while the client can still hear (before ``on_close``).
+    ending: list[Callable[[str], None]] = field(default_factory=list)
     notes: list[Callable[[str, float, dict[str, Any]], None]] = field(default_factory=list)
     #: A client (or sideband) event other than an audio append: someone is there.
     client_activity: list[Callable[[Event], None]] = field(default_factory=list)
@@ -131,6 +134,8 @@ class CallPort(Protocol):
     hooks: SessionHooks
     leg: Leg | None
     upstream: UpstreamConnection | None
+    #: The upstream API's way of doing what the core asks (Realtime or Live events).
+    upstream_ops: UpstreamOps
     wire_format: WireFormat
     output_format: WireFormat
     active_response: str | None
@@ -145,5 +150,9 @@ class CallPort(Protocol):
                      to: Callable[[Event], None] | None = None) -> None: ...
 
     def forward(self, event: Event) -> None: ...
+
+    def note(self, kind: str, **fields: Any) -> None: ...
+
+    def request_close(self, reason: str) -> None: ...
 
     def client_session(self, upstream_session: Any) -> Event: ...

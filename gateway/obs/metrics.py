@@ -53,6 +53,9 @@ class Metrics:
         self.calls_total = Counter(
             "gateway_calls_total", "Calls ended, by how they ended", ["transport", "outcome"],
             registry=r)
+        self.calls_by_api = Counter(
+            "gateway_calls_by_api_total", "Calls started, by the voice API of their profile "
+            "(realtime, live)", ["api"], registry=r)
         self.call_setup_failures = Counter(
             "gateway_call_setup_failures_total", "Call setups refused or failed",
             ["transport", "code"], registry=r)
@@ -147,7 +150,9 @@ class Metrics:
             self.idle_events.labels(action)
         for kind in ("silence", "no_audio"):
             self.dead_mic_events.labels(kind)
-        for dialect in ("ga", "beta", "demo"):
+        for api in ("realtime", "live"):
+            self.calls_by_api.labels(api)
+        for dialect in ("ga", "beta", "demo", "live"):
             self.tokens_minted.labels(dialect)
         for kind in ("speech", "silence"):
             self.outbound_frames.labels(kind)

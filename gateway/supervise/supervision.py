@@ -13,7 +13,6 @@ from typing import Any
 from gateway.call.session import CallSession
 from gateway.errors import ApiError
 from gateway.ids import new_id
-from gateway.upstream.client import gateway_event_id
 
 from .mix import Layout, ListenHub
 from .peer import Listener
@@ -90,10 +89,7 @@ class Supervision:
             raise ApiError(409, "upstream_unavailable", "The call's upstream is reconnecting; "
                            "try again.")
         item_id = new_id("gw_coach", 8)
-        up.send({"type": "conversation.item.create",
-                 "event_id": gateway_event_id(),
-                 "item": {"id": item_id, "type": "message", "role": "system",
-                          "content": [{"type": "input_text", "text": text}]}})
+        self.call.upstream_ops.add_context(up, text, "system", item_id=item_id)
         self.call.note("note", speaker=None, text=text, event="coach", item_id=item_id)
         audit.info("coach call_id=%s item=%s by=%s", self.call.call_id, item_id, who)
         return item_id
