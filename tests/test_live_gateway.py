@@ -4,6 +4,8 @@ gateway sends a Live client is validated against ``openai.types.live`` (tests/or
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import json
 import wave
@@ -339,3 +341,45 @@ async def test_phone_call_on_a_live_profile(local_engine_url: str) -> None:
         assert any(s == "caller" and "hello" in t.lower() for s, t in spoken), spoken
         assert any(s == "agent" for s, _t in spoken), spoken
 
+
+
+async def test_sideband_attaches_to_a_live_session(local_engine_url: str) -> None:
+    """The SDK's ``client.live.sideband.connect(session_id=…)``: the app's server hears the
+    session's events and the caller's audio, and steers it with Live events; its errors are
+    its own; a Realtime call or an unknown id is refused."""
+    async with gateway(local_engine_url) as gw:
+        async with live_client(gw) as probe:
+            session = (await start(probe))["session"]
+            client = AsyncOpenAI(api_key=API_KEY, base_url=gw.base + "/v1")
+            try:
+                async with client.live.sideband.connect(session_id=session["id"]) as sb:
+                    await probe.append(speech("hello"), realtime=4)
+                    seen: list[dict[str, Any]] = []
+                    audio = 0
+                    async with asyncio.timeout(20):
+                        async for ev in sb:
+                            raw = ev.model_dump(exclude_unset=True)
+                            seen.append(raw)
+                            if raw["type"] == "session.input_audio.append":
+                                audio += len(base64.b64decode(raw["audio"]))
+                                continue
+                            validate_live_server_event(raw)
+                            if raw["type"] == "session.output_transcript.delta":
+                                break
+                    assert audio >= 48 * 500  # the caller, reflected (PCM16 24 kHz)
+                    assert any(e["type"] == "session.input_transcript.delta" for e in seen)
+                    await sb.send({"type": "session.instructions.append",  # type: ignore[misc]
+                                   "content": "From the app's server.", "event_id": "sb1"})
+                    await sb.send({"type": "session.nonsense"})  # type: ignore[misc]
+                    async with asyncio.timeout(10):
+                        async for ev in sb:
+                            if ev.type == "error":
+                                break
+                    assert not [e for e in probe.events if e["type"] == "error"]
+            finally:
+                await client.close()
+        for sid, status in (("rtc_nosuch", 404),):
+            async with gw.http.get(f"{gw.base}/v1/live/sessions/{sid}/attach", headers={
+                    "Authorization": f"Bearer {API_KEY}"}) as r:
+                assert r.status == status
+                assert (await r.json())["error"]["code"] == "session_not_found"

@@ -23,14 +23,17 @@ from aiohttp import WSMsgType, web
 
 from gateway.call import live_policy
 from gateway.call.live_calls import LIVE_DIALECT, live_rooms, run_live_websocket
+from gateway.call.live_client_events import LiveClientEvents
 from gateway.call.policy import PolicyError
+from gateway.call.session import CallSession
+from gateway.call.sideband import Sideband
 from gateway.config import Config, Profile
 from gateway.errors import ApiError, bad_request
 from gateway.ids import new_id
 
 from .appkeys import CALLS, CONFIG, FACTORY, METRICS, TOKENS
 from .cross_api import require_api
-from .forwarding import forward_to_owner
+from .forwarding import forward_to_owner, forward_websocket
 from .realtime_http import bearer, check_api_key, read_json, ttl_from
 
 log = logging.getLogger("gateway.live")
@@ -343,6 +346,32 @@ async def _not_served(request: web.Request) -> web.Response:
 
 for _action in _NOT_SERVED:
     routes.post(f"/v1/live/sessions/{{session_id}}/{_action}")(_not_served)
+
+
+@routes.get("/v1/live/sessions/{session_id}/attach")
+async def live_attach(request: web.Request) -> web.StreamResponse:
+    """The app's server attaches to a live Live session (the SDK's
+    ``client.live.sideband.connect(session_id=…)``): it hears the session's events and the
+    caller's audio, and may send Live client events under the same policy."""
+    app = request.app
+    config = app[CONFIG]
+    check_api_key(config, bearer(request))
+    sid = request.match_info["session_id"]
+    call = app[CALLS].get(sid)
+    if not isinstance(call, CallSession) or call.closing:
+        if (relayed := await forward_websocket(request, call_id=sid)) is not None:
+            return relayed
+        raise ApiError(404, "session_not_found", f"No live session with id '{sid[:64]}'.",
+                       param="session_id")
+    if not isinstance(call.client_events, LiveClientEvents):
+        raise ApiError(400, "unsupported_api", "This session speaks the Realtime API: attach "
+                       "with GET /v1/realtime?call_id=… instead.", param="session_id")
+    limit = config.media.max_ws_event_bytes
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=limit, compress=False)
+    await ws.prepare(request)
+    await Sideband(ws, call, max_event_bytes=limit, check=call.client_events.check,
+                   reflect_audio=True, greet=False).run()
+    return ws
 
 
 @routes.get("/v1/live/sessions/{session_id}/content")

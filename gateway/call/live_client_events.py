@@ -55,24 +55,32 @@ class LiveClientEvents:
         }
         call.hooks.from_client.insert(0, self.check)
 
-    def _refuse(self, e: PolicyError, event: Event) -> None:
-        self.call.client_error(e.code, e.message, param=e.param, client_event_id=_eid(event))
+    def _locked(self, sender: Sender) -> frozenset[str]:
+        """The call's own client: the locks its setup chose; a sideband: by its trust."""
+        return self.locked if sender.reply == self.call.send_to_client else \
+            sender.trust.locked(self.call.profile)
 
-    def check(self, event: Event) -> list[Event]:
+    def _refuse(self, e: PolicyError, event: Event, sender: Sender | None = None) -> None:
+        self.call.client_error(e.code, e.message, param=e.param, client_event_id=_eid(event),
+                               to=sender.reply if sender is not None else None)
+
+    def check(self, event: Event, reply: Callable[[Event], None] | None = None) -> list[Event]:
+        """Live's strict checks of a client (or sideband: ``reply``) event; [] refuses it."""
         etype = event["type"]
         if etype not in live_policy.CLIENT_EVENTS:
             self.call.client_error("invalid_value", f"Invalid value: '{etype}'. Supported "
                                    f"values are: {', '.join(sorted(live_policy.CLIENT_EVENTS))}.",
-                                   param="type", client_event_id=_eid(event))
+                                   param="type", client_event_id=_eid(event), to=reply)
             return []
         if self.up.closed_sent or self.up.close_requested:
             self.call.client_error("session_closed", f"The session is closed; '{etype}' was "
-                                   "ignored.", client_event_id=_eid(event))
+                                   "ignored.", client_event_id=_eid(event), to=reply)
             return []
         try:
             live_policy.check_client_event(event)
         except PolicyError as e:
-            self._refuse(e, event)
+            self.call.client_error(e.code, e.message, param=e.param,
+                                   client_event_id=_eid(event), to=reply)
             return []
         return [event]
 
@@ -94,9 +102,9 @@ class LiveClientEvents:
         try:
             new, upstream = live_policy.apply_update(call.session, event["session"],
                                                      call.profile, call.tool_lookup,
-                                                     locked=self.locked)
+                                                     locked=self._locked(sender))
         except PolicyError as e:
-            self._refuse(e, event)
+            self._refuse(e, event, sender)
             return
         call.session = new
         out: Event = {"type": "session.update", "session": upstream}
@@ -127,12 +135,12 @@ class LiveClientEvents:
         if not isinstance(content, str) or not (deleg is None or isinstance(deleg, str)):
             self._refuse(PolicyError("content", "Invalid type: 'content' is a string and "
                                      "'delegation_id' a string or null.",
-                                     code="invalid_type"), event)
+                                     code="invalid_type"), event, sender)
             return
         try:
-            live_policy.check_append(event, call.profile, self.locked)
+            live_policy.check_append(event, call.profile, self._locked(sender))
         except PolicyError as e:
-            self._refuse(e, event)
+            self._refuse(e, event, sender)
             return
         if deleg is not None:  # the app's answer to a delegation: a tool result
             call.note("tool_result", text=content[:NOTE_CHARS], tool="delegation",
@@ -145,7 +153,7 @@ class LiveClientEvents:
             for hook in self.call.hooks.function_output_guard:
                 if (refusal := hook(item)) is not None:
                     self._refuse(PolicyError("item.call_id", refusal,
-                                             code="tool_output_refused"), event)
+                                             code="tool_output_refused"), event, sender)
                     return
         self._send(event)
 

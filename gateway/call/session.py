@@ -220,9 +220,12 @@ class CallSession:
         (to or self.send_to_client)(error_event(code, message, param=param,
                                                 client_event_id=client_event_id))
 
-    def on_client_text(self, text: str, sender: Sender | None = None) -> None:
-        """A client event as text: from the call's client (in its dialect), or from a
-        sideband ``sender`` (GA)."""
+    def on_client_text(self, text: str, sender: Sender | None = None,
+                       check: Callable[[Event, Callable[[Event], None]], list[Event]] | None
+                       = None) -> None:
+        """A client event as text: from the call's client (in its dialect, through the
+        ``from_client`` hooks), or from a sideband ``sender`` (in the call's API; ``check``:
+        the API's own checks, errors to the sender)."""
         reply = sender.reply if sender is not None else None
         media = self.config.media
         try:
@@ -243,7 +246,8 @@ class CallSession:
                               param="type", to=reply)
             return
         if sender is not None:
-            self.on_client_event(event, sender)
+            for e in check(event, sender.reply) if check is not None else [event]:
+                self.on_client_event(e, sender)
             return
         events = [event]
         for hook in self.hooks.from_client:
