@@ -38,9 +38,12 @@ class AgentAudio:
         call = self.call
         now_ms = call.call_ms()
         # Anchored at the first frame; a frame reported late (loop lag then) would leave every
-        # later one placed in the future, which no one can have heard: re-anchor when a frame
-        # lands over 20 ms ahead of the wall clock (as the caller's cursor does).
-        if self.base_ms is None or offset_ms + self.base_ms > now_ms + 20:
+        # later one placed in the future, which no one can have heard: a leg that plays audio
+        # itself re-anchors when a frame lands over 20 ms ahead of the wall clock (as the
+        # caller's cursor does). A WebSocket client plays what it is sent, ahead of time.
+        if self.base_ms is None or (offset_ms + self.base_ms > now_ms + 20 and
+                                    call.leg is not None and
+                                    not call.leg.forwards_audio_events):
             self.base_ms = now_ms - offset_ms
         offset_ms += self.base_ms
         if frame is None:
