@@ -177,7 +177,8 @@ class CallFactory:
                        budget_s=self.config.upstream.reconnect_budget_s)
         for hook in self.setup_hooks:
             hook(call, extra)
-        call.attach(leg, upstream, effective)
+        # Registered before the client hears session.created: whoever learns of the call from
+        # the client (an admin list, a sideband, a hangup on another instance) finds it.
         self.calls.add(call)
         await self.registry.add_call(CallInfo(call.call_id, self.config.server.instance_id,
                                               call.transport, profile.name,
@@ -185,6 +186,7 @@ class CallFactory:
         if call.transport == "webrtc":  # so any instance can route a resume here
             await self.registry.put_resume(call.resume_token, call.call_id,
                                            self.config.server.instance_id)
+        call.attach(leg, upstream, effective)
 
     def _should_record(self, profile: Profile, extra: dict[str, Any]) -> bool:
         if not (self.config.recording.enabled and profile.recording):

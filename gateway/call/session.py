@@ -92,6 +92,8 @@ class CallSession:
         #: Sideband connections (``GET /v1/realtime?call_id=``): the call's events, GA.
         self.attachments: set[Attachment] = set()
         self.active_response: str | None = None
+        #: The upstream's session as it started (set by attach()).
+        self.effective: Event = session
         self.hooks = SessionHooks()
         self.resume_token = new_id("rs_" + config.server.instance_id, 18)
         self.suspended = False
