@@ -73,8 +73,8 @@ SDP_ANSWER: Obj = {
     "content": {"application/sdp": {"schema": STR}},
 }
 WS_UPGRADE: Obj = {"description": "Switching Protocols: the WebSocket is open."}
-API_KEY = [{"apiKey": []}]
-ADMIN = [{"adminToken": []}]
+API_KEY: list[Obj] = [{"apiKey": []}]
+ADMIN: list[Obj] = [{"adminToken": []}]
 CALL_ID = _path_param("call_id", "A live call's id (`rtc_…`).")
 REC_ID = _path_param("id", "A recorded call's id.")
 LAYOUT = _query("layout", {"type": "string", "enum": ["mono", "stereo"]},
