@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from gateway.api import admin, demo, openapi, ops, realtime_http, realtime_ws, supervise, twilio
 from gateway.api.appkeys import CALLS, CONFIG, FACTORY, HTTP, METRICS, REGISTRY, TOKENS
@@ -36,6 +37,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPRequestEntityTooLarge:
         err = ApiError(413, "body_too_large", "The request body is over the size limit.")
         return err.response()
+    except BadHttpMessage as e:
+        # A body part the handler parses lazily (multipart headers) is malformed: the
+        # client's fault, found after the request line was accepted.
+        return ApiError(400, "invalid_request_body",
+                        f"The request body is malformed: {type(e).__name__}.").response()
     except web.HTTPException as e:
         if e.status < 400:
             raise
