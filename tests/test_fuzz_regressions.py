@@ -23,3 +23,16 @@ async def test_malformed_multipart_part_header_is_400_not_500() -> None:
                      "Content-Type": "multipart/form-data; boundary=XX"}) as r:
         assert r.status == 400, await r.text()
         assert _error(await r.json())["code"] == "invalid_request_body"
+
+
+async def test_static_miss_is_an_openai_shaped_404() -> None:
+    # schemathesis: GET /static/0 answered an empty application/octet-stream 404.
+    async with running_gateway("ws://127.0.0.1:9/v1/realtime") as gw:
+        for path in ("/static/0", "/static/..%2fapp.py", "/static/%2e%2e%2f__init__.py"):
+            async with gw.http.get(gw.base + path) as r:
+                assert r.status == 404, path
+                assert r.content_type == "application/json"
+                assert _error(await r.json())["code"] == "not_found"
+        async with gw.http.get(gw.base + "/static/voice-agent.js") as r:
+            assert r.status == 200
+            assert "VoiceAgent" in await r.text()
