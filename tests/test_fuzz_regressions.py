@@ -36,3 +36,17 @@ async def test_static_miss_is_an_openai_shaped_404() -> None:
         async with gw.http.get(gw.base + "/static/voice-agent.js") as r:
             assert r.status == 200
             assert "VoiceAgent" in await r.text()
+
+
+async def test_multipart_without_boundary_is_400_not_500() -> None:
+    # schemathesis: 'multipart/form-data' with no boundary raised ValueError in aiohttp's
+    # MultipartReader: a 500 with a traceback, on the Twilio webhook and on /calls.
+    env = {"TWILIO_AUTH_TOKEN": "tw-test"}
+    async with running_gateway("ws://127.0.0.1:9/v1/realtime", env=env) as gw:
+        for path, code in (("/twilio/incoming", "invalid_request_body"),
+                           ("/v1/realtime/calls", "invalid_multipart")):
+            async with gw.http.post(gw.base + path, data=b"x=1", headers={
+                    "Authorization": f"Bearer {API_KEY}",
+                    "Content-Type": "multipart/form-data"}) as r:
+                assert r.status == 400, (path, await r.text())
+                assert _error(await r.json())["code"] == code
