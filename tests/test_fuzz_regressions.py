@@ -50,3 +50,55 @@ async def test_multipart_without_boundary_is_400_not_500() -> None:
                     "Content-Type": "multipart/form-data"}) as r:
                 assert r.status == 400, (path, await r.text())
                 assert _error(await r.json())["code"] == code
+
+
+# -- media parsers (tests/fuzz/harness_media.py) --------------------------------------------
+
+def test_sctp_zero_length_parameter_is_rejected_not_an_endless_loop() -> None:
+    # atheris/short fuzz: an INIT chunk whose parameter has length 0 made aiortc's
+    # decode_params loop forever appending to a list (22 GB before the OOM killer).
+    import struct
+
+    from aiortc import rtcsctptransport as sctp
+    from google_crc32c import value as crc32c
+
+    import gateway.legs.webrtc  # noqa: F401  (installs the guards)
+
+    init = struct.pack("!LLHHL", 1, 131072, 1, 1, 42) + struct.pack("!HH", 0xC000, 0)
+    chunk = struct.pack("!BBH", 1, 0, 4 + len(init)) + init
+    head = struct.pack("!HHL", 5000, 5000, 0)
+    body = head + b"\0\0\0\0" + chunk
+    packet = head + struct.pack("<L", crc32c(body)) + chunk
+    try:
+        sctp.parse_packet(packet)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("a zero-length SCTP parameter must be refused")
+
+
+def test_malformed_stun_and_rtp_raise_value_error() -> None:
+    # aioice/aiortc drop a packet on ValueError; these raised struct.error instead (a
+    # traceback logged per spoofed datagram; the end of the caller's DTLS transport).
+    import struct
+
+    import pytest
+    from aioice import stun
+    from aiortc.codecs import HEADER_EXTENSIONS
+    from aiortc.rtcrtpparameters import RTCRtpParameters
+    from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+    import gateway.legs.webrtc  # noqa: F401  (installs the guards)
+
+    # Binding request with a 4-byte ICE-CONTROLLING (it is 8 bytes).
+    attr = struct.pack("!HH", 0x802A, 4) + b"\0\0\0\1"
+    msg = struct.pack("!HHI", 0x0001, len(attr), 0x2112A442) + b"t" * 12 + attr
+    with pytest.raises(ValueError):
+        stun.parse_message(msg)
+    ext = HeaderExtensionsMap()
+    ext.configure(RTCRtpParameters(headerExtensions=HEADER_EXTENSIONS["audio"]))
+    # One-byte extension id 2 (ssrc-audio-level) carrying 2 bytes (it is 1).
+    rtp = (bytes([0x90, 111, 0, 1]) + struct.pack("!II", 0, 1)
+           + struct.pack("!HH", 0xBEDE, 1) + bytes([0x21, 0x7F, 0, 0]) + b"\xf8\xff\xfe")
+    with pytest.raises(ValueError):
+        RtpPacket.parse(rtp, ext)

@@ -29,6 +29,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 
 from ..errors import ApiError
+from . import aiortc_guards
 from .base import LegSink
 from .ice import MediaNetwork, selected_pair
 from .inbound import InboundOpus, install_inbound
@@ -37,6 +38,7 @@ from .playout import Playout, QueuedFrame
 from .tracks import OutboundAudioTrack
 
 log = logging.getLogger("gateway.webrtc")
+aiortc_guards.install()  # malformed STUN/RTP/SCTP packets are dropped, not fatal
 
 OPUS_RTPMAP = re.compile(r"^a=rtpmap:\d+ opus/48000", re.IGNORECASE | re.MULTILINE)
 MAX_PENDING_EVENTS = 512
