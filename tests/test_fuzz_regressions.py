@@ -102,3 +102,46 @@ def test_malformed_stun_and_rtp_raise_value_error() -> None:
            + struct.pack("!HH", 0xBEDE, 1) + bytes([0x21, 0x7F, 0, 0]) + b"\xf8\xff\xfe")
     with pytest.raises(ValueError):
         RtpPacket.parse(rtp, ext)
+
+
+async def test_offer_without_audio_mid_is_400_and_releases_the_peer() -> None:
+    # harness sdp: an audio section without a=mid made aiortc refuse the offer half-applied,
+    # and then its pc.close() raised AttributeError: the 400 became a 500 with a traceback
+    # and the peer's ICE transport was never stopped.
+    import socket
+
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    from tests.fake_upstream import running_fake
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.createDataChannel("oai-events")
+    pc.addTransceiver("audio", direction="sendrecv")
+    await pc.setLocalDescription(await pc.createOffer())
+    offer = str(pc.localDescription.sdp)
+    await pc.close()
+    audio, app = offer.split("m=application", 1)
+    offer = audio.replace("a=mid:0\r\n", "") + "m=application" + app
+
+    def udp_sockets() -> int:
+        import os
+        n = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                s = socket.socket(fileno=int(fd))
+            except OSError:
+                continue
+            try:
+                n += s.type == socket.SOCK_DGRAM
+            finally:
+                s.detach()
+        return n
+
+    async with running_fake() as (_fake, url), running_gateway(url) as gw:
+        before = udp_sockets()
+        async with gw.http.post(f"{gw.base}/v1/realtime/calls", data=offer, headers={
+                "Authorization": f"Bearer {await gw.mint()}",
+                "Content-Type": "application/sdp"}) as r:
+            assert r.status == 400, await r.text()
+            assert _error(await r.json())["code"] == "invalid_sdp"
+        assert udp_sockets() <= before
