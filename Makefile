@@ -15,7 +15,7 @@ HOST      := $(if $(filter command line,$(origin HOST)),$(HOST),$(GATEWAY_HOST))
 PORT      := $(if $(filter command line,$(origin PORT)),$(PORT),$(GATEWAY_PORT))
 
 .DEFAULT_GOAL := help
-.PHONY: help install sysdeps conformance-js run test test-fast lint typecheck bench bench-quick clean
+.PHONY: help install sysdeps conformance-js run test test-fast lint typecheck fuzz bench bench-quick clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,10 @@ test: install sysdeps $(JSSTAMP) ## run the whole test suite (what CI runs)
 
 test-fast: install ## tests without slow soak and browser tests
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not browser"
+
+fuzz: install ## long fuzzing: schemathesis over /openapi.json, then >= 100,000 inputs a harness under atheris with coverage (bench/results/fuzz.json)
+	FUZZ_API_EXAMPLES=$${FUZZ_API_EXAMPLES:-500} $(BIN)/python -m pytest -q -p no:cacheprovider tests/fuzz/test_api_schemathesis.py
+	nice -n 10 $(BIN)/python -m tests.fuzz all --runs $${FUZZ_RUNS:-100000}
 
 lint: install ## ruff
 	$(BIN)/ruff check gateway tests bench

@@ -8,8 +8,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
-from gateway.api import admin, demo, live, ops, realtime_http, realtime_ws, supervise, twilio
+from gateway.api import (
+    admin,
+    demo,
+    live,
+    openapi,
+    ops,
+    realtime_http,
+    realtime_ws,
+    supervise,
+    twilio,
+)
 from gateway.api.appkeys import CALLS, CONFIG, FACTORY, HTTP, METRICS, REGISTRY, TOKENS
 from gateway.api.tokens import TokenService
 from gateway.call.factory import CallFactory
@@ -36,6 +47,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPRequestEntityTooLarge:
         err = ApiError(413, "body_too_large", "The request body is over the size limit.")
         return err.response()
+    except BadHttpMessage as e:
+        # A body part the handler parses lazily (multipart headers) is malformed: the
+        # client's fault, found after the request line was accepted.
+        return ApiError(400, "invalid_request_body",
+                        f"The request body is malformed: {type(e).__name__}.").response()
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -134,6 +150,7 @@ def make_app(config: Config, *, metrics: Metrics | None = None) -> web.Applicati
     app.add_routes(realtime_ws.routes)
     app.add_routes(live.routes)
     app.add_routes(ops.routes)
+    app.add_routes(openapi.routes)
     app.add_routes(twilio.routes)
     app.add_routes(supervise.routes)
     demo.setup(app)

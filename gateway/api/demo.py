@@ -59,8 +59,21 @@ async def demo_session(request: web.Request) -> web.Response:
     return web.json_response(reply)
 
 
+async def static_file(request: web.Request) -> web.FileResponse:
+    # Only the files shipped in static/ (a flat directory): no path is ever built from the
+    # request, and a miss is an OpenAI-shaped 404 (aiohttp's static route answered an empty
+    # application/octet-stream 404).
+    name = request.match_info["filename"]
+    if name not in _STATIC_FILES:
+        raise ApiError(404, "not_found", "No such file.")
+    return web.FileResponse(STATIC / name)
+
+
+_STATIC_FILES = frozenset(p.name for p in STATIC.iterdir() if p.is_file())
+
+
 def setup(app: web.Application) -> None:
     """Static client library always; the page and the keyless token route only in demo mode."""
-    app.router.add_static("/static", STATIC, show_index=False)
+    app.router.add_get("/static/{filename}", static_file)
     if app[CONFIG].server.demo_enabled:
         app.add_routes(routes)

@@ -187,7 +187,10 @@ async def create_call(request: web.Request) -> web.Response:
 
 
 async def read_multipart(request: web.Request) -> tuple[str, Any]:
-    reader = await request.multipart()
+    try:
+        reader = await request.multipart()
+    except ValueError as e:  # no boundary in the Content-Type
+        raise bad_request("invalid_multipart", "The multipart body has no boundary.") from e
     sdp: str | None = None
     session: Any = None
     limit = request.app[CONFIG].server.max_body_bytes

@@ -149,7 +149,10 @@ async def incoming(request: web.Request) -> web.Response:
     app = request.app
     config = app[CONFIG]
     validator = _validator(config)
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError as e:  # e.g. multipart/form-data without a boundary
+        raise ApiError(400, "invalid_request_body", "The form body is malformed.") from e
     params: MultiDict[str] = MultiDict((k, v) for k, v in form.items() if isinstance(v, str))
     signature = request.headers.get(SIGNATURE_HEADER, "")
     url = public_base(request, config) + request.raw_path

@@ -30,6 +30,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from ..audio.formats import WireFormat
 from ..errors import ApiError
+from . import aiortc_guards
 from .base import LegSink
 from .ice import MediaNetwork, selected_pair
 from .inbound import InboundOpus, install_inbound
@@ -38,6 +39,7 @@ from .playout import Playout, QueuedFrame
 from .tracks import OutboundAudioTrack
 
 log = logging.getLogger("gateway.webrtc")
+aiortc_guards.install()  # malformed STUN/RTP/SCTP packets are dropped, not fatal
 
 OPUS_RTPMAP = re.compile(r"^a=rtpmap:\d+ opus/48000", re.IGNORECASE | re.MULTILINE)
 FINGERPRINT = re.compile(r"^a=fingerprint:\S+ [0-9A-Fa-f:]{20,}\s*$", re.MULTILINE)
@@ -100,7 +102,19 @@ async def close_peer(pc: RTCPeerConnection, track: MediaStreamTrack,
     track.stop()
     for t in list(tasks):
         t.cancel()
-    await pc.close()
+    try:
+        await pc.close()
+    except Exception:
+        # aiortc's close() fails half-way after an offer it refused half-applied (an audio
+        # section without a=mid leaves an SCTP transport without DTLS): stop what it skipped,
+        # or the ICE sockets stay open.
+        log.debug("peer close failed; stopping its transports", exc_info=True)
+        for tr in pc.getTransceivers():
+            dtls = tr.receiver.transport
+            with contextlib.suppress(Exception):
+                await dtls.stop()
+            with contextlib.suppress(Exception):
+                await dtls.transport.stop()
     for t in list(tasks):
         with contextlib.suppress(asyncio.CancelledError):
             await t
@@ -163,8 +177,14 @@ class WebRtcLeg:
         self.pc.addTrack(self.track)
         if self._network is not None:
             self._network.install(self.pc)  # before gathering: host ports inside the range
-        answer = await self.pc.createAnswer()
-        await self.pc.setLocalDescription(answer)
+        try:
+            answer = await self.pc.createAnswer()
+            await self.pc.setLocalDescription(answer)
+        except Exception as e:
+            # aiortc accepts some broken offers (an audio section without a=mid leaves the
+            # data channel's transport without DTLS) and fails only here.
+            raise ApiError(400, "invalid_sdp", "No answer can be made to this SDP offer "
+                           "(check its a=mid and BUNDLE lines).") from e
         self._arm_dead_timer()
         self._connect_timer = asyncio.get_running_loop().call_later(
             self._connect_timeout_s, self._check_connected)
