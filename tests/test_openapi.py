@@ -62,7 +62,10 @@ def test_document_is_valid_openapi_31() -> None:
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             codes = set(op["responses"])
-            assert any(c.startswith(("1", "2")) for c in codes), (method, path)
+            # Every operation can succeed, but OpenAI's routes the gateway answers only with
+            # why it does not serve them (marked so in the document).
+            assert any(c.startswith(("1", "2")) for c in codes) or op.get("x-not-served"), \
+                (method, path)
             for code, resp in op["responses"].items():
                 if code[0] in "45" and "$ref" in resp:
                     ref = resp["$ref"].rsplit("/", 1)[-1]

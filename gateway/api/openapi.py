@@ -10,93 +10,37 @@ declare is a finding, so the statuses below are the ones the handlers really ans
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from aiohttp import web
 
+from .openapi_live import live_ops
+from .openapi_schema import (
+    ADMIN,
+    ANY_OBJ,
+    API_KEY,
+    BETA_SESSION,
+    CALL_ID,
+    CLIENT_SECRET,
+    CLIENT_SECRET_REQ,
+    ICE_SERVERS,
+    INT,
+    LAYOUT,
+    MULTIPART,
+    REC_ID,
+    SDP_ANSWER,
+    SDP_BODY,
+    STR,
+    WS_UPGRADE,
+    Obj,
+    components,
+    errors,
+    json_body,
+    obj,
+    path_param,
+    query,
+)
+
 routes = web.RouteTableDef()
-
-Obj = dict[str, Any]
-
-ERROR_REF = {"$ref": "#/components/schemas/Error"}
-STR: Obj = {"type": "string"}
-INT: Obj = {"type": "integer"}
-ANY_OBJ: Obj = {"type": "object"}
-
-#: Why each error status is answered (the description of the shared error response).
-STATUS_TEXT = {
-    400: "Bad request: invalid JSON, parameter or SDP offer.",
-    401: "Missing or wrong credentials.",
-    403: "Missing or wrong Twilio signature.",
-    404: "No such call, listener, recording or profile.",
-    405: "Method not allowed.",
-    409: "Conflict with the resource's state.",
-    413: "Body over `server.max_body_bytes`.",
-    415: "Unsupported content type.",
-    416: "Range not satisfiable.",
-    502: "The upstream (or object storage) failed.",
-    503: "Full, draining, or the feature is not configured.",
-}
-
-
-def _errors(*statuses: int) -> Obj:
-    return {str(s): {"$ref": f"#/components/responses/E{s}"} for s in statuses}
-
-
-def _json(schema: Obj, description: str = "OK") -> Obj:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _obj(props: Obj, required: tuple[str, ...] = (), *, extra: bool = True) -> Obj:
-    out: Obj = {"type": "object", "properties": props}
-    if required:
-        out["required"] = list(required)
-    if not extra:
-        out["additionalProperties"] = False
-    return out
-
-
-def _path_param(name: str, description: str) -> Obj:
-    return {"name": name, "in": "path", "required": True, "schema": STR,
-            "description": description}
-
-
-def _query(name: str, schema: Obj, description: str) -> Obj:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}
-
-
-SDP_BODY: Obj = {"required": True, "content": {"application/sdp": {"schema": STR}}}
-SDP_ANSWER: Obj = {
-    "description": "The SDP answer; `Location` names the call (or the listener).",
-    "headers": {"Location": {"schema": STR}},
-    "content": {"application/sdp": {"schema": STR}},
-}
-WS_UPGRADE: Obj = {"description": "Switching Protocols: the WebSocket is open."}
-API_KEY: list[Obj] = [{"apiKey": []}]
-ADMIN: list[Obj] = [{"adminToken": []}]
-CALL_ID = _path_param("call_id", "A live call's id (`rtc_…`).")
-REC_ID = _path_param("id", "A recorded call's id.")
-LAYOUT = _query("layout", {"type": "string", "enum": ["mono", "stereo"]},
-                "The listen-in mix: mono, or caller left / agent right.")
-
-SESSION = {"type": "object", "description": "A GA Realtime session config (`RealtimeSession"
-           "CreateRequest`); fields a profile locks are refused for token holders."}
-EXPIRES_AFTER = _obj({"anchor": {"type": "string", "enum": ["created_at"]},
-                      "seconds": INT})
-CLIENT_SECRET_REQ = _obj({"session": SESSION, "expires_after": EXPIRES_AFTER,
-                          "recording_consent": {"type": "boolean"}})
-ICE_SERVERS = {"type": "array", "items": ANY_OBJ,
-               "description": "Extension: STUN/TURN servers for the browser (networking.md)."}
-CLIENT_SECRET = _obj({"value": {"type": "string", "pattern": "^ek_"}, "expires_at": INT,
-                      "session": ANY_OBJ, "ice_servers": ICE_SERVERS},
-                     ("value", "expires_at", "session"))
-BETA_SESSION = _obj({"client_secret": _obj({"value": STR, "expires_at": INT},
-                                           ("value", "expires_at"))}, ("client_secret",))
-MULTIPART = _obj({"sdp": {"type": "string", "description": "The SDP offer."},
-                  "session": {"type": "string", "description": "A JSON session object."}},
-                 ("sdp",))
-
 
 def _ops() -> dict[str, Obj]:
     """Every path and operation, in the order of ``api/``'s modules."""
@@ -106,7 +50,7 @@ def _ops() -> dict[str, Obj]:
         "summary": "Mint an ephemeral token (`ek_…`) bound to a session config.",
         "requestBody": {"required": True,
                         "content": {"application/json": {"schema": CLIENT_SECRET_REQ}}},
-        "responses": {"200": _json(CLIENT_SECRET), **_errors(400, 401, 413, 415)}}}
+        "responses": {"200": json_body(CLIENT_SECRET), **errors(400, 401, 413, 415)}}}
     p["/v1/realtime/calls"] = {"post": {
         "operationId": "createCall", "tags": ["realtime"],
         "security": [{"ephemeralToken": []}, {"resumeToken": []}, {"apiKey": []}],
@@ -116,11 +60,11 @@ def _ops() -> dict[str, Obj]:
         "requestBody": {"required": True, "content": {
             "application/sdp": {"schema": STR},
             "multipart/form-data": {"schema": MULTIPART}}},
-        "responses": {"201": SDP_ANSWER, **_errors(400, 401, 404, 413, 415, 502, 503)}}}
+        "responses": {"201": SDP_ANSWER, **errors(400, 401, 404, 413, 415, 502, 503)}}}
     p["/v1/realtime/calls/{call_id}/hangup"] = {"post": {
         "operationId": "hangupCall", "tags": ["realtime"], "security": API_KEY,
         "parameters": [CALL_ID], "summary": "End a call.",
-        "responses": {"200": _json(_obj({}, extra=False)), **_errors(401, 404)}}}
+        "responses": {"200": json_body(obj({}, extra=False)), **errors(401, 404)}}}
     p["/v1/realtime"] = {
         "get": {"operationId": "realtimeWebSocket", "tags": ["realtime"],
                 "security": [{"apiKey": []}, {"ephemeralToken": []}],
@@ -129,35 +73,38 @@ def _ops() -> dict[str, Obj]:
                 "description": "A credential may also come as the subprotocol "
                                "`openai-insecure-api-key.<key>`. Without `Upgrade: websocket`"
                                " the answer is 400 `websocket_required`.",
-                "parameters": [_query("model", STR, "Picks the profile (with an API key)."),
-                               _query("intent", STR, "`transcription` is refused.")],
-                "responses": {"101": WS_UPGRADE, **_errors(400, 401, 503)}},
+                "parameters": [query("model", STR, "Picks the profile (with an API key)."),
+                               query("intent", STR, "`transcription`: a transcription "
+                                     "session."),
+                               query("call_id", STR, "Sideband: attach to this live call "
+                                     "(API key only).")],
+                "responses": {"101": WS_UPGRADE, **errors(400, 401, 403, 404, 503)}},
         "post": {"operationId": "betaCreateCall", "tags": ["beta"],
                  "security": [{"apiKey": []}, {"ephemeralToken": []}],
                  "summary": "Beta WebRTC: SDP offer in, answer out (beta data channel).",
-                 "parameters": [_query("model", STR, "Picks the profile (with an API key).")],
+                 "parameters": [query("model", STR, "Picks the profile (with an API key).")],
                  "requestBody": SDP_BODY,
                  "responses": {"201": SDP_ANSWER,
-                               **_errors(400, 401, 404, 413, 415, 502, 503)}}}
+                               **errors(400, 401, 404, 413, 415, 502, 503)}}}
     p["/v1/realtime/sessions"] = {"post": {
         "operationId": "betaCreateSession", "tags": ["beta"], "security": API_KEY,
         "summary": "Beta: mint an ephemeral key, answered as the beta session object.",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _obj(
+        "requestBody": {"required": True, "content": {"application/json": {"schema": obj(
             {"model": STR})}}},
-        "responses": {"200": _json(BETA_SESSION), **_errors(400, 401, 413, 415)}}}
+        "responses": {"200": json_body(BETA_SESSION), **errors(400, 401, 413, 415)}}}
     p["/twilio/incoming"] = {"post": {
         "operationId": "twilioIncoming", "tags": ["twilio"], "security": [{"twilioSignature": []}],
         "summary": "Twilio's voice webhook: answers TwiML `<Connect><Stream>` with a call token.",
-        "parameters": [_query("profile", STR, "The agent profile (default profile if absent).")],
+        "parameters": [query("profile", STR, "The agent profile (default profile if absent).")],
         "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
-            "schema": _obj({"CallSid": STR, "From": STR})}}},
+            "schema": obj({"CallSid": STR, "From": STR})}}},
         "responses": {"200": {"description": "TwiML", "content": {"text/xml": {"schema": STR}}},
-                      **_errors(403, 404, 413, 503)}}}
+                      **errors(403, 404, 413, 503)}}}
     p["/twilio/media-stream"] = {"get": {
         "operationId": "twilioMediaStream", "tags": ["twilio"],
         "security": [{"twilioSignature": []}, {}],
         "summary": "Twilio Media Streams WebSocket; the call token arrives in `start`.",
-        "responses": {"101": WS_UPGRADE, **_errors(400, 403, 503)}}}
+        "responses": {"101": WS_UPGRADE, **errors(400, 403, 503)}}}
     p.update(_admin_ops())
     p.update(_ops_and_demo())
     return p
@@ -165,45 +112,45 @@ def _ops() -> dict[str, Obj]:
 
 def _admin_ops() -> dict[str, Obj]:
     p: dict[str, Obj] = {}
-    common = _errors(401, 503)
+    common = errors(401, 503)
     p["/admin/calls"] = {"get": {
         "operationId": "listCalls", "tags": ["admin"], "security": ADMIN,
         "summary": "Live calls of every instance.",
-        "responses": {"200": _json(_obj({"object": STR, "data": {"type": "array"}},
+        "responses": {"200": json_body(obj({"object": STR, "data": {"type": "array"}},
                                         ("object", "data"))), **common}}}
     p["/admin/calls/{call_id}"] = {"delete": {
         "operationId": "endCall", "tags": ["admin"], "security": ADMIN, "parameters": [CALL_ID],
         "summary": "End a live call (`admin_ended`).",
-        "responses": {"200": _json(_obj({"id": STR, "ended": {"type": "boolean"}})),
-                      **_errors(401, 404, 503)}}}
+        "responses": {"200": json_body(obj({"id": STR, "ended": {"type": "boolean"}})),
+                      **errors(401, 404, 503)}}}
     p["/admin/recordings"] = {"get": {
         "operationId": "listRecordings", "tags": ["recordings"], "security": ADMIN,
         "summary": "Recorded calls, newest first, with filters and a cursor.",
         "parameters": [
-            _query("from", STR, "Started at or after (ISO 8601 or unix seconds)."),
-            _query("to", STR, "Started before (ISO 8601 or unix seconds)."),
-            _query("caller", STR, "Caller (phone number or identity)."),
-            _query("agent", STR, "Agent profile."),
-            _query("limit", INT, "Page size (1 to 1000)."),
-            _query("cursor", STR, "`next_cursor` of the previous page.")],
-        "responses": {"200": _json(_obj({"object": STR, "data": {"type": "array"},
+            query("from", STR, "Started at or after (ISO 8601 or unix seconds)."),
+            query("to", STR, "Started before (ISO 8601 or unix seconds)."),
+            query("caller", STR, "Caller (phone number or identity)."),
+            query("agent", STR, "Agent profile."),
+            query("limit", INT, "Page size (1 to 1000)."),
+            query("cursor", STR, "`next_cursor` of the previous page.")],
+        "responses": {"200": json_body(obj({"object": STR, "data": {"type": "array"},
                                          "has_more": {"type": "boolean"}},
                                         ("object", "data", "has_more"))),
-                      **_errors(400, 401, 502, 503)}}}
+                      **errors(400, 401, 502, 503)}}}
     p["/admin/recordings/{id}"] = {
         "get": {"operationId": "getRecording", "tags": ["recordings"], "security": ADMIN,
                 "parameters": [REC_ID], "summary": "A recording's metadata.",
-                "responses": {"200": _json(_obj({"object": STR, "id": STR})),
-                              **_errors(400, 401, 404, 409, 502, 503)}},
+                "responses": {"200": json_body(obj({"object": STR, "id": STR})),
+                              **errors(400, 401, 404, 409, 502, 503)}},
         "delete": {"operationId": "deleteRecording", "tags": ["recordings"], "security": ADMIN,
                    "parameters": [REC_ID], "summary": "Delete a recording (audited).",
-                   "responses": {"200": _json(_obj({"id": STR, "object": STR,
+                   "responses": {"200": json_body(obj({"id": STR, "object": STR,
                                                     "deleted": {"type": "boolean"}})),
-                                 **_errors(400, 401, 404, 409, 503)}}}
+                                 **errors(400, 401, 404, 409, 503)}}}
     p["/admin/recordings/{id}/audio"] = {"get": {
         "operationId": "getRecordingAudio", "tags": ["recordings"], "security": ADMIN,
         "summary": "The call's audio; HTTP `Range`/`If-Range` give partial content.",
-        "parameters": [REC_ID, _query("format", {"type": "string", "enum": ["wav", "opus"]},
+        "parameters": [REC_ID, query("format", {"type": "string", "enum": ["wav", "opus"]},
                                       "Container (default wav).")],
         "responses": {
             "200": {"description": "The whole file.", "content": {
@@ -212,22 +159,22 @@ def _admin_ops() -> dict[str, Obj]:
             "206": {"description": "The requested range.", "content": {
                 "audio/wav": {"schema": {"type": "string", "format": "binary"}},
                 "audio/ogg": {"schema": {"type": "string", "format": "binary"}}}},
-            **_errors(400, 401, 404, 409, 416, 502, 503)}}}
+            **errors(400, 401, 404, 409, 416, 502, 503)}}}
     p["/admin/recordings/{id}/transcript"] = {"get": {
         "operationId": "getRecordingTranscript", "tags": ["recordings"], "security": ADMIN,
         "summary": "The call's transcript: NDJSON, or a JSON list with `format=json`.",
-        "parameters": [REC_ID, _query("format", STR, "`json` for a JSON list.")],
+        "parameters": [REC_ID, query("format", STR, "`json` for a JSON list.")],
         "responses": {"200": {"description": "Transcript lines.", "content": {
             "application/x-ndjson": {"schema": STR},
-            "application/json": {"schema": _obj({"object": STR, "data": {"type": "array"}})}}},
-            **_errors(400, 401, 404, 409, 502, 503)}}}
+            "application/json": {"schema": obj({"object": STR, "data": {"type": "array"}})}}},
+            **errors(400, 401, 404, 409, 502, 503)}}}
     p.update(_supervise_ops())
     return p
 
 
 def _supervise_ops() -> dict[str, Obj]:
     p: dict[str, Obj] = {}
-    live = _errors(400, 401, 404, 503)
+    live = errors(400, 401, 404, 503)
     p["/admin/calls/{call_id}/listen"] = {"post": {
         "operationId": "listenToCall", "tags": ["supervise"], "security": ADMIN,
         "parameters": [CALL_ID, LAYOUT], "summary": "A WebRTC listener on a live call.",
@@ -235,61 +182,61 @@ def _supervise_ops() -> dict[str, Obj]:
     p["/admin/calls/{call_id}/listeners"] = {"get": {
         "operationId": "listListeners", "tags": ["supervise"], "security": ADMIN,
         "parameters": [CALL_ID], "summary": "Listeners, the mix's counters, the takeover.",
-        "responses": {"200": _json(ANY_OBJ), **_errors(401, 404, 503)}}}
+        "responses": {"200": json_body(ANY_OBJ), **errors(401, 404, 503)}}}
     p["/admin/calls/{call_id}/listeners/{listener_id}"] = {"delete": {
         "operationId": "endListener", "tags": ["supervise"], "security": ADMIN,
-        "parameters": [CALL_ID, _path_param("listener_id", "A listener's id.")],
+        "parameters": [CALL_ID, path_param("listener_id", "A listener's id.")],
         "summary": "End one listener.",
-        "responses": {"200": _json(_obj({"id": STR, "deleted": {"type": "boolean"}})),
-                      **_errors(401, 404, 503)}}}
+        "responses": {"200": json_body(obj({"id": STR, "deleted": {"type": "boolean"}})),
+                      **errors(401, 404, 503)}}}
     p["/admin/calls/{call_id}/coach"] = {"post": {
         "operationId": "coachCall", "tags": ["supervise"], "security": ADMIN,
         "parameters": [CALL_ID], "summary": "A system message for the agent's next turns.",
         "requestBody": {"required": True, "content": {"application/json": {
-            "schema": _obj({"text": STR}, ("text",))}}},
-        "responses": {"200": _json(_obj({"call_id": STR, "item_id": STR})), **live}}}
+            "schema": obj({"text": STR}, ("text",))}}},
+        "responses": {"200": json_body(obj({"call_id": STR, "item_id": STR})), **live}}}
     p["/admin/calls/{call_id}/takeover"] = {"post": {
         "operationId": "takeOverCall", "tags": ["supervise"], "security": ADMIN,
         "parameters": [CALL_ID, LAYOUT],
         "summary": "The supervisor's microphone to the caller; the agent paused.",
         "requestBody": {"required": True, "content": {
-            "application/json": {"schema": _obj({"listener_id": STR}, ("listener_id",))},
+            "application/json": {"schema": obj({"listener_id": STR}, ("listener_id",))},
             "application/sdp": {"schema": STR}}},
-        "responses": {"200": _json(_obj({"call_id": STR, "listener_id": STR,
+        "responses": {"200": json_body(obj({"call_id": STR, "listener_id": STR,
                                          "taken_over": {"type": "boolean"}})),
-                      "201": SDP_ANSWER, **_errors(400, 401, 404, 409, 503)}}}
+                      "201": SDP_ANSWER, **errors(400, 401, 404, 409, 503)}}}
     p["/admin/calls/{call_id}/handback"] = {"post": {
         "operationId": "handBackCall", "tags": ["supervise"], "security": ADMIN,
         "parameters": [CALL_ID], "summary": "The agent resumes, the takeover in its context.",
-        "responses": {"200": _json(_obj({"call_id": STR, "handed_back": {"type": "boolean"}})),
-                      **_errors(401, 404, 409, 503)}}}
+        "responses": {"200": json_body(obj({"call_id": STR, "handed_back": {"type": "boolean"}})),
+                      **errors(401, 404, 409, 503)}}}
     return p
 
 
 def _ops_and_demo() -> dict[str, Obj]:
-    status = _obj({"status": STR}, ("status",))
+    status = obj({"status": STR}, ("status",))
     p: dict[str, Obj] = {}
     p["/healthz"] = {"get": {"operationId": "healthz", "tags": ["ops"], "security": [],
-                             "summary": "Liveness.", "responses": {"200": _json(status)}}}
+                             "summary": "Liveness.", "responses": {"200": json_body(status)}}}
     p["/readyz"] = {"get": {"operationId": "readyz", "tags": ["ops"], "security": [],
                             "summary": "Readiness: 503 when draining or at capacity.",
-                            "responses": {"200": _json(status),
-                                          "503": _json(status, "Draining or full.")}}}
+                            "responses": {"200": json_body(status),
+                                          "503": json_body(status, "Draining or full.")}}}
     p["/metrics"] = {"get": {
         "operationId": "metrics", "tags": ["ops"], "security": [],
         "summary": "Prometheus metrics (every worker's, unless `local=1`).",
-        "parameters": [_query("local", STR, "`1`: this worker only.")],
+        "parameters": [query("local", STR, "`1`: this worker only.")],
         "responses": {"200": {"description": "Prometheus text format.",
                               "content": {"text/plain": {"schema": STR}}}}}}
     p["/openapi.json"] = {"get": {"operationId": "openapi", "tags": ["ops"], "security": [],
                                   "summary": "This document.",
-                                  "responses": {"200": _json(ANY_OBJ)}}}
+                                  "responses": {"200": json_body(ANY_OBJ)}}}
     p["/static/{filename}"] = {"get": {
         "operationId": "staticFile", "tags": ["demo"], "security": [],
         "summary": "The browser client library and the demo's assets.",
-        "parameters": [_path_param("filename", "A file under gateway/static.")],
+        "parameters": [path_param("filename", "A file under gateway/static.")],
         "responses": {"200": {"description": "The file.", "content": {"*/*": {}}},
-                      **_errors(403, 404)}}}
+                      **errors(403, 404)}}}
     demo = "Only with `server.demo_enabled`."
     p["/"] = {"get": {"operationId": "demoPage", "tags": ["demo"], "security": [],
                       "summary": "The demo page.", "description": demo,
@@ -298,42 +245,18 @@ def _ops_and_demo() -> dict[str, Obj]:
     p["/api/profiles"] = {"get": {
         "operationId": "demoProfiles", "tags": ["demo"], "security": [], "description": demo,
         "summary": "The agent profiles' names and models.",
-        "responses": {"200": _json(_obj({"profiles": {"type": "array", "items": _obj(
+        "responses": {"200": json_body(obj({"profiles": {"type": "array", "items": obj(
             {"name": STR, "model": STR})}}, ("profiles",)))}}}
     p["/api/session"] = {"post": {
         "operationId": "demoSession", "tags": ["demo"], "security": [], "description": demo,
         "summary": "Keyless token minting for the demo page.",
-        "requestBody": {"required": False, "content": {"application/json": {"schema": _obj(
+        "requestBody": {"required": False, "content": {"application/json": {"schema": obj(
             {"profile": STR, "dialect": {"type": "string", "enum": ["ga", "beta"]}})}}},
-        "responses": {"200": _json(_obj({"value": STR, "expires_at": INT,
+        "responses": {"200": json_body(obj({"value": STR, "expires_at": INT,
                                          "ice_servers": ICE_SERVERS},
                                         ("value", "expires_at"))),
-                      **_errors(400, 413)}}}
+                      **errors(400, 413)}}}
     return p
-
-
-def _components() -> Obj:
-    error = _obj({"error": _obj({
-        "type": STR, "code": STR, "message": STR,
-        "param": {"type": ["string", "null"]}}, ("type", "code", "message", "param"),
-        extra=False)}, ("error",), extra=False)
-    bearer = {"type": "http", "scheme": "bearer"}
-    return {
-        "schemas": {"Error": error},
-        "responses": {f"E{s}": _json(ERROR_REF, text) for s, text in STATUS_TEXT.items()},
-        "securitySchemes": {
-            "apiKey": dict(bearer, description="A gateway API key (`GATEWAY_API_KEYS`)."),
-            "ephemeralToken": dict(bearer, description="An `ek_…` token from client_secrets, "
-                                   "single use."),
-            "resumeToken": dict(bearer, description="An `rs_…` token from "
-                                "`gateway.call.created`, to resume a suspended call."),
-            "adminToken": dict(bearer, description="`GATEWAY_ADMIN_TOKEN`; without one "
-                               "configured the admin API answers 503."),
-            "twilioSignature": {"type": "apiKey", "in": "header", "name": "X-Twilio-Signature",
-                                "description": "HMAC of the URL and form with "
-                                "TWILIO_AUTH_TOKEN."},
-        },
-    }
 
 
 def document() -> Obj:
@@ -343,8 +266,8 @@ def document() -> Obj:
                  "description": "OpenAI Realtime-compatible HTTP API of the voice gateway, "
                                 "its Twilio webhook, admin and ops routes. Errors are "
                                 "`{\"error\": {\"type\", \"code\", \"message\", \"param\"}}`."},
-        "paths": _ops(),
-        "components": _components(),
+        "paths": {**_ops(), **live_ops()},
+        "components": components(),
     }
 
 

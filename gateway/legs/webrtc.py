@@ -175,9 +175,9 @@ class WebRtcLeg:
     async def answer(self, offer_sdp: str) -> str:
         await accept_offer(self.pc, offer_sdp, self.inbound)
         self.pc.addTrack(self.track)
-        if self._network is not None:
-            self._network.install(self.pc)  # before gathering: host ports inside the range
         try:
+            if self._network is not None:
+                self._network.install(self.pc)  # before gathering: ports in range, filters
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
         except Exception as e:

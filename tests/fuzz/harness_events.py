@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway import config as config_mod
 from gateway.api.twilio import parse_start
-from gateway.call import policy
+from gateway.call import locks, policy
 from gateway.call.dialect import attach_beta
 from gateway.call.session import CallSession
 from gateway.config import CHANGEABLE_FIELDS
@@ -125,13 +125,21 @@ def policy_input(data: bytes) -> None:
         except ValueError:
             continue
         for profile in (_BASE, _LOCKED):
+            base = policy.base_session(profile, _lookup)
+            for trust in (policy.TOKEN, policy.API_KEY):
+                # The same locks on the events that carry a field per response or item.
+                if isinstance(value, dict):
+                    try:
+                        locks.check_response_create(value, base, profile, _lookup, trust)
+                        locks.check_item(value.get("item"), profile, trust)
+                    except policy.PolicyError:
+                        pass
             try:
-                new = policy.apply_update(policy.base_session(profile, _lookup), value,
-                                          profile, _lookup)
+                new = policy.apply_update(base, value, profile, _lookup)
             except policy.PolicyError:
                 continue
             json.dumps(policy.for_upstream(new))
-            json.dumps(policy.for_client(new, profile))
+            json.dumps(policy.for_client(new, profile, _lookup))
         if isinstance(value, dict):
             try:
                 for out in dialect.server_event_ga_to_beta(value):
