@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from gateway.api import admin, demo, ops, realtime_http, realtime_ws, supervise, twilio
+from gateway.api import admin, console, demo, ops, realtime_http, realtime_ws, supervise, twilio
 from gateway.api.appkeys import CALLS, CONFIG, FACTORY, HTTP, METRICS, REGISTRY, TOKENS
 from gateway.api.tokens import TokenService
 from gateway.call.factory import CallFactory
@@ -137,5 +137,6 @@ def make_app(config: Config, *, metrics: Metrics | None = None) -> web.Applicati
     app.add_routes(supervise.routes)
     demo.setup(app)
     admin.setup(app)
+    console.setup(app)  # only when server.console_enabled
     return app
 

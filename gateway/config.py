@@ -178,6 +178,13 @@ class ServerConfig:
     #: After start-up, freeze what is alive into the permanent GC generation and collect
     #: young objects less often (per-packet objects are acyclic; see gateway/lifecycle.py).
     gc_tuned: bool = True
+    #: The operator console at /console/ (docs/console.md): off unless enabled.
+    console_enabled: bool = False
+    #: A console session's absolute lifetime and idle timeout (seconds).
+    console_session_ttl_s: float = 3600.0
+    console_idle_s: float = 900.0
+    #: Linked from the console's capacity view when set (a Grafana dashboard URL).
+    grafana_url: str = ""
 
     def __post_init__(self) -> None:
         if self.event_loop not in ("uvloop", "asyncio"):
@@ -356,6 +363,7 @@ _SHORT_ENV = {
     "GATEWAY_RECORDINGS_DIR": ("recording", "dir"),
     "GATEWAY_UPSTREAM_URL": ("upstream", "url"),
     "GATEWAY_DEMO_ENABLED": ("server", "demo_enabled"),
+    "GATEWAY_CONSOLE_ENABLED": ("server", "console_enabled"),
 }
 
 
