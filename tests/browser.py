@@ -247,6 +247,10 @@ class Page:
                                f"console:\n{self.console_tail()}")
         return res.get("value")
 
+    async def set_viewport(self, width: int, height: int) -> None:
+        await self._send("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+
     async def screenshot(self, path: Path) -> Path:
         """Save a PNG of the page's viewport."""
         res = await self._send("Page.captureScreenshot", {"format": "png"})

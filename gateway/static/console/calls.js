@@ -33,7 +33,10 @@ async function connectAudio(callId, path, layout, withMic) {
   const pc = new RTCPeerConnection();
   let mic = null;
   if (withMic) {
-    mic = await navigator.mediaDevices.getUserMedia({ audio: true });
+    // The supervisor's voice as is: the browser's noise suppression and gain control would
+    // fade a steady voice or tone, and the gateway does its own levels (use headphones).
+    mic = await navigator.mediaDevices.getUserMedia({ audio: {
+      echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
     pc.addTrack(mic.getAudioTracks()[0], mic);
   } else {
     pc.addTransceiver("audio", { direction: "recvonly" });
@@ -155,14 +158,13 @@ export function renderCalls(view, state, callId) {
     for (const c of feed.calls) tbody.append(row(c, c.id === callId, last.get(c.id)));
     const d = feed.delays.slice(-40).sort((a, b) => a - b);
     feedStatus.textContent = `${feed.connected ? "live" : "connecting…"}` +
-      (d.length ? ` · feed delay median ${d[d.length >> 1]} ms` : "");
+      (d.length ? ` · feed delay median ${Math.round(d[d.length >> 1])} ms` : "");
   };
   draw();
   const off = feed.on((kind, line) => {
-    if (kind === "lines" && line && detail && line.call_id === callId) {
-      detail.lines.append(lineItem(line));
-    }
-    draw();
+    // A line costs one list item; the table is redrawn on the 4 Hz calls tick only.
+    if (kind !== "lines") draw();
+    else if (line && detail && line.call_id === callId) detail.lines.append(lineItem(line));
   });
   return () => { off(); };
 }

@@ -6,6 +6,7 @@ export class LiveFeed {
     this.calls = [];
     this.lines = [];          // recent transcript lines, all calls (bounded)
     this.delays = [];         // ms from the server's stamp to arrival here (bounded)
+    this.lineDelays = [];     // the same, transcript lines only
     this.listeners = new Set();
     this.connected = false;
     this.connect();
@@ -29,6 +30,8 @@ export class LiveFeed {
     this.source.addEventListener("line", (e) => {
       const d = JSON.parse(e.data);
       this.delay(d.ts);
+      this.lineDelays.push(Date.now() - d.ts);
+      if (this.lineDelays.length > 1000) this.lineDelays.splice(0, 500);
       this.addLine(d, true);
     });
     for (const name of ["dropped", "expired"]) {

@@ -146,7 +146,8 @@ export function renderRecording(view, id) {
         const li = h(`li.line.${l.kind}`, { dataset: { kind: l.kind } }, btn, h("span.who", {}, l.speaker || l.kind),
           h("span.text", {}, l.kind === "tool_call" ? `${l.name || l.tool || "tool"}(${l.arguments || l.text || ""})` : (l.text || "")),
           l.truncated ? h("span.tag", {}, "interrupted") : null);
-        li.style.marginLeft = `${Math.min(80, (l.offset_ms / 1000 / dur) * 80)}%`;
+        // Each line starts under the waveform where it was spoken (the list is as wide).
+        li.style.marginLeft = `${Math.min(70, (l.offset_ms / 1000 / dur) * 100)}%`;
         lines.append(li);
       }
       window.consoleRecording = { peaks, lines: tr.data };
