@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,9 +26,17 @@ from gateway.call.session import CallSession
 from tests.fake_upstream import FakeUpstream, running_fake
 from tests.gateway_fixtures import ADMIN, Gateway, running_gateway
 from tests.peers import ClientPeer, PcmSourceTrack, tone
+from tests.test_multi_instance import (  # noqa: F401 (fixtures)
+    RedisServer,
+    instance,
+    new_prefix,
+    redis_server,
+    shared_dir,
+)
 from tests.waiting import until
 
 ON = {"GATEWAY_CONSOLE_ENABLED": "true"}
+ON_MI = {"GATEWAY_SERVER_CONSOLE_ENABLED": "true"}
 
 
 class Console:
@@ -334,3 +343,34 @@ async def test_capacity_reads_the_gateways_own_metrics() -> None:
         assert cap["calls"] == 1 and cap["grafana_url"] == "https://grafana.example/d/gw"
         assert cap["cpu_per_call"] is not None and cap["cpu_per_call"] > 0
         assert set(cap["errors_per_min"]) >= {"http", "upstream", "client"}
+
+
+async def test_calls_on_another_instance_are_listed_and_acted_on_through_their_owner(
+        redis_server: RedisServer, shared_dir: Path) -> None:  # noqa: F811 (fixtures)
+    p = new_prefix()
+    async with running_fake() as (fake, url), \
+            instance(url, redis_server.url, "gw-a", p, shared_dir, **ON_MI) as a, \
+            instance(url, redis_server.url, "gw-b", p, shared_dir, **ON_MI) as b:
+        peer = ClientPeer(PcmSourceTrack(tone(300, -25)))
+        try:
+            await peer.connect(b.http, f"{b.base}/v1/realtime/calls", await b.mint())
+            assert peer.location is not None
+            on_b = peer.location.rsplit("/", 1)[1]
+            async with console(a) as c:
+                async with c.request("GET", "/feed") as r:
+                    async with asyncio.timeout(10):
+                        async for event, data in sse_events(r):
+                            rows = [x for x in data.get("calls", []) if x["id"] == on_b]
+                            if event == "calls" and rows:
+                                break
+                assert rows[0]["instance"] == "gw-b" and rows[0]["local"] is False
+                async with c.request("POST", f"/calls/{on_b}/coach",
+                                     json={"text": "relayed"}) as r:
+                    assert r.status == 200, await r.text()
+                await until(lambda: any(e["type"] == "conversation.item.create"
+                                        for e in fake.conn.received), 5, "coach on b")
+                async with c.request("DELETE", f"/calls/{on_b}") as r:
+                    assert r.status == 200, await r.text()
+                await until(lambda: b.app[CALLS].get(on_b) is None, 5, "ended on b")
+        finally:
+            await peer.close()

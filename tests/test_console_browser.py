@@ -243,11 +243,12 @@ A11Y_CHECK = """(() => {
   };
   const bg = lum(getComputedStyle(document.body).backgroundColor);
   for (const el of document.querySelectorAll('#view *, header *')) {
-    if (!el.childNodes.length || ![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own) continue;
     if (el.closest('button, .button, .tag, tr.selected')) continue;
     const fg = lum(getComputedStyle(el).color);
     const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
-    if (ratio < 4.5) out.push(`contrast ${ratio.toFixed(2)}: ${el.tagName} ${el.textContent.slice(0, 30)}`);
+    if (ratio < 4.5) out.push(`contrast ${ratio.toFixed(2)}: ${el.textContent.slice(0, 30)}`);
   }
   return out;
 })()"""

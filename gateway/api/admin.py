@@ -27,7 +27,7 @@ routes = web.RouteTableDef()
 
 def _check(request: web.Request) -> str:
     if CONSOLE_WHO in request:
-        return request[CONSOLE_WHO]  # a console route checked its session and CSRF token (console_auth)
+        return request[CONSOLE_WHO]  # a console route checked its session and CSRF token
     token = request.app[CONFIG].secrets.admin_token.reveal()
     if not token:
         raise ApiError(503, "admin_api_disabled", "The admin API is disabled "
