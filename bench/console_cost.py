@@ -30,7 +30,17 @@ from typing import Any
 
 import aiohttp
 
-from bench.calls import API_KEY, ROOT, ClientProc, free_port, proc_cpu_s, stop, wait_http
+from bench.calls import (
+    API_KEY,
+    ROOT,
+    ClientProc,
+    free_port,
+    http_get,
+    proc_cpu_s,
+    samples,
+    stop,
+    wait_http,
+)
 
 ADMIN = "bench-admin-token"
 
@@ -78,11 +88,22 @@ class Watchers:
         self._thread.join(10)
 
 
-def window(pid: int, seconds: float) -> float:
-    """Server cores over one window."""
+def _frame_totals(base: str) -> tuple[float, float]:
+    text = http_get(base + "/metrics")
+    name = "gateway_frame_processing_seconds"
+    return (sum(samples(text, f"{name}_sum").values()),
+            sum(samples(text, f"{name}_count").values()))
+
+
+def window(pid: int, base: str, seconds: float) -> tuple[float, float]:
+    """Server cores over one window, and the mean time the gateway spent on a 20 ms frame
+    (us, its own histogram: a per-frame cost of watching would show here first)."""
+    s0, n0 = _frame_totals(base)
     c0, t0 = proc_cpu_s(pid), time.monotonic()
     time.sleep(seconds)
-    return (proc_cpu_s(pid) - c0) / (time.monotonic() - t0)
+    cores = (proc_cpu_s(pid) - c0) / (time.monotonic() - t0)
+    s1, n1 = _frame_totals(base)
+    return cores, (s1 - s0) / max(1.0, n1 - n0) * 1e6
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -120,7 +141,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 watchers = Watchers(base, w) if w else None
                 try:
                     time.sleep(1.0 if w else 0.0)  # let the sampler start
-                    row[str(w)] = window(srv.pid, args.seconds) / args.calls
+                    cores, frame_us = window(srv.pid, base, args.seconds)
+                    row[str(w)] = cores / args.calls
+                    row[f"frame_us_{w}"] = frame_us
                 finally:
                     if watchers is not None:
                         watchers.close()
@@ -131,9 +154,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                    "repeats": args.repeats, "rows": rows,
                                    "load_after": os.getloadavg()}
         summary["unwatched_cores_per_call"] = statistics.median(r["0"] for r in rows)
+        summary["unwatched_frame_us"] = statistics.median(r["frame_us_0"] for r in rows)
         for w in args.watchers:
             summary[f"watched_{w}_cores_per_call"] = statistics.median(r[str(w)] for r in rows)
             summary[f"ratio_{w}"] = statistics.median(r[str(w)] / r["0"] for r in rows)
+            summary[f"watched_{w}_frame_us"] = statistics.median(r[f"frame_us_{w}"]
+                                                                 for r in rows)
         return summary
     finally:
         if clients is not None:

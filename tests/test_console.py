@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 from yarl import URL
 
-from gateway.api.appkeys import CALLS
+from gateway.api.appkeys import CALLS, S3_UPLOADER
 from gateway.api.console_auth import SESSIONS
 from gateway.api.console_feed import FEED
 from gateway.call.session import CallSession
+from tests import s3_fixtures
 from tests.fake_upstream import FakeUpstream, running_fake
 from tests.gateway_fixtures import ADMIN, Gateway, running_gateway
 from tests.peers import ClientPeer, PcmSourceTrack, tone
@@ -241,6 +242,9 @@ async def test_feed_pushes_calls_levels_and_lines_and_costs_nothing_unwatched() 
         before = (len(hooks.caller_text), len(hooks.agent_text), len(hooks.notes))
         per_frame = (list(hooks.caller_audio), list(hooks.agent_audio))
         assert feed._task is None
+        async with c.request("GET", "/calls") as r:  # a one-off look hooks nothing
+            assert [x["id"] for x in (await r.json())["data"]] == [call_id]
+        assert (len(hooks.caller_text), len(hooks.agent_text), len(hooks.notes)) == before
         levels: list[float] = []
         lines: list[dict[str, Any]] = []
         async with c.request("GET", "/feed") as r:
@@ -374,3 +378,34 @@ async def test_calls_on_another_instance_are_listed_and_acted_on_through_their_o
                 await until(lambda: b.app[CALLS].get(on_b) is None, 5, "ended on b")
         finally:
             await peer.close()
+
+
+async def test_recordings_from_s3_search_peaks_range_verify(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    s3_fixtures.set_credentials(monkeypatch)
+    bucket = "console-recordings"
+    with s3_fixtures.moto_server() as s3_url:
+        async with s3_fixtures.s3_client(s3_url) as s3:
+            await s3.create_bucket(Bucket=bucket)
+        async with live_call(s3_fixtures.gw_env(s3_url, bucket)) as (fake, gw, caller, call_id), \
+                console(gw) as c:
+            await fake.transcribe("the parcel never arrived")
+            await asyncio.sleep(1.0)  # some audio in the recording
+            async with c.request("DELETE", f"/calls/{call_id}") as r:
+                assert r.status == 200
+            uploader = gw.app[S3_UPLOADER]
+            await until(lambda: uploader.uploaded == 1, 15, "uploaded")
+            assert not list(gw.recordings.rglob("metadata.json"))  # served from S3 only
+            async with c.request("GET", "/recordings?q=PARCEL") as r:
+                assert [x["id"] for x in (await r.json())["data"]] == [call_id]
+            async with c.request("GET", "/recordings?q=refund") as r:
+                assert (await r.json())["data"] == []
+            async with c.request("GET", f"/recordings/{call_id}/peaks") as r:
+                assert r.status == 200, await r.text()
+                assert max((await r.json())["caller"]) > 0.05
+            async with c.request("GET", f"/recordings/{call_id}/audio",
+                                 headers={"Range": "bytes=44-99"}) as r:
+                assert r.status == 206 and len(await r.read()) == 56
+            async with c.request("POST", f"/recordings/{call_id}/verify") as r:
+                v = await r.json()
+                assert v["ok"] is True and v["where"] == "s3", v

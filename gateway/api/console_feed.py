@@ -102,17 +102,17 @@ class Watch:
 _TOOL_STATE = {"tool_call": True, "tool_result": False, "tool_skipped": False}
 
 #: A call's state: the first that holds, in this order.
-_STATES: tuple[tuple[str, Callable[[CallSession, Watch], bool]], ...] = (
+_STATES: tuple[tuple[str, Callable[[CallSession, Watch | None], bool]], ...] = (
     ("suspended", lambda c, w: c.suspended),
     ("taken over", lambda c, w: (s := attached(c)) is not None and s.takeover is not None),
-    ("tool running", lambda c, w: w.tool_running),
+    ("tool running", lambda c, w: w is not None and w.tool_running),
     ("talking", lambda c, w: c.active_response is not None or (
         c.leg is not None and c.leg.audio_active)),
     ("listening", lambda c, w: True),
 )
 
 
-def call_row(call: CallSession, watch: Watch, instance: str) -> dict[str, Any]:
+def call_row(call: CallSession, watch: Watch | None, instance: str) -> dict[str, Any]:
     sup = attached(call)
     return {
         "id": call.call_id, "instance": instance, "local": True,
@@ -184,7 +184,9 @@ class ConsoleFeed:
     # -- sampling ------------------------------------------------------------------------------
 
     def snapshot(self) -> list[dict[str, Any]]:
+        """Every call's row; while someone subscribes, each local call is watched (hooked)."""
         instance = self.app[CONFIG].server.instance_id
+        watching = bool(self.subscribers)
         rows = []
         live = set()
         for call in self.app[CALLS]:
@@ -192,7 +194,7 @@ class ConsoleFeed:
                 continue
             live.add(call.call_id)
             watch = self.watches.get(call.call_id)
-            if watch is None:
+            if watch is None and watching:
                 watch = self.watches[call.call_id] = Watch(self, call)
             rows.append(call_row(call, watch, instance))
         for gone in [cid for cid in self.watches if cid not in live]:
