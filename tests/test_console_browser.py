@@ -114,6 +114,11 @@ async def test_console_in_chromium(tmp_path: Path) -> None:
         await page.wait_for("[...document.querySelectorAll('#call-lines .text')]"
                             ".some(e => e.textContent.startsWith('Here is the answer'))", 10)
         await page.wait_for(f"{row}.level_out <= -90", 10)  # and it falls silent again
+        # The caller barges in: the interruption is a line of its own.
+        fake.say(tone24(1000, 4.0), "this answer will be cut short", speed=1.0)
+        await page.wait_for(f"{row}.level_out > -30", 10)
+        await fake.speech_started()
+        await page.wait_for("document.querySelector('#call-lines li.interruption')", 10)
         # Markup arrived as text: nothing injected ran, no element was made of it.
         assert await page.evaluate("window.__xss === undefined")
         assert await page.evaluate("document.querySelectorAll('#view img, #view script')"
@@ -190,6 +195,7 @@ async def test_console_in_chromium(tmp_path: Path) -> None:
         await click(page, link)
         await page.wait_for("window.consoleRecording && consoleRecording.lines.length > 5", 10)
         assert await page.evaluate("Math.max(...consoleRecording.peaks.agent)") > 0.1
+        assert await page.evaluate("!!document.querySelector('#rec-lines li.interruption')")
         assert await page.evaluate("document.querySelectorAll('#view img, #view script')"
                                    ".length") == 0
         # Click a transcript line: playback starts from there.

@@ -44,7 +44,9 @@ def _now_ms() -> float:
 
 
 def _encode(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    # default=str: a hook's odd field must never raise into the call that fired it.
+    data_json = json.dumps(data, separators=(",", ":"), default=str)
+    return f"event: {event}\ndata: {data_json}\n\n".encode()
 
 
 @dataclass(eq=False)  # hashed by identity: kept in a set

@@ -144,9 +144,8 @@ def retention(request: web.Request, meta: dict[str, Any]) -> dict[str, Any]:
 
 async def details(request: web.Request) -> web.Response:
     call_id_of(request)
-    resp = await rec._metadata(request)
-    assert isinstance(resp, web.Response) and resp.text is not None
-    meta = json.loads(resp.text)
+    resp = await rec._metadata(request)  # local, or S3 once the local copy is gone
+    meta = json.loads(resp.text or "{}") if isinstance(resp, web.Response) else {}
     return web.json_response({**meta, "retention": retention(request, meta)})
 
 

@@ -5,7 +5,7 @@
 import { api, h, clear, duration, fmtTime, confirmDialog, status } from "./lib.js";
 
 const FIELDS = [
-  ["from", "From", "datetime-local"], ["to", "To", "datetime-local"], ["caller", "Caller", "text"],
+  ["from", "From (UTC)", "datetime-local"], ["to", "To (UTC)", "datetime-local"], ["caller", "Caller", "text"],
   ["profile", "Profile", "text"], ["end_reason", "End reason", "text"], ["q", "Text in transcript", "search"],
 ];
 
