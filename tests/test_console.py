@@ -409,3 +409,16 @@ async def test_recordings_from_s3_search_peaks_range_verify(
             async with c.request("POST", f"/recordings/{call_id}/verify") as r:
                 v = await r.json()
                 assert v["ok"] is True and v["where"] == "s3", v
+
+
+async def test_cookies_are_secure_behind_https_and_the_public_origin_is_accepted() -> None:
+    env = {**ON, "GATEWAY_PUBLIC_URL": "https://console.example"}
+    async with running_fake() as (_, url), running_gateway(url, env) as gw:
+        async with gw.http.post(f"{gw.base}/console/api/session", json={"token": ADMIN},
+                                headers={"Origin": "https://console.example"}) as r:
+            assert r.status == 200
+            for header in r.headers.getall("Set-Cookie"):
+                assert "; secure" in header.lower(), header
+        async with gw.http.post(f"{gw.base}/console/api/session", json={"token": ADMIN},
+                                headers={"Origin": "http://console.example"}) as r:
+            assert r.status == 403  # the scheme is part of the origin
