@@ -91,8 +91,9 @@ async def test_console_in_chromium(tmp_path: Path) -> None:
         # -- sign in ---------------------------------------------------------------------------
         assert await page.evaluate("document.activeElement.id") == "token"  # keyboard first
         await page.screenshot(ARTIFACTS / "console-sign-in.png")
-        await page.evaluate(f"document.getElementById('token').value = {json.dumps(ADMIN)}")
-        await click(page, "#sign-in-form button[type=submit]")
+        # By keyboard: the token field has the focus; type, then Enter submits the form.
+        await page.type_text(ADMIN)
+        await page.press("Enter", 13)
         await page.wait_for(f"document.querySelector('tr[data-call-id=\"{call_id}\"]')")
         assert await page.evaluate("document.getElementById('token').value") == ""
         assert ADMIN not in await page.evaluate("document.documentElement.outerHTML")
@@ -138,9 +139,9 @@ async def test_console_in_chromium(tmp_path: Path) -> None:
         assert next(iter(sup.listeners.values())).layout == "stereo"
 
         # -- coach -----------------------------------------------------------------------------
-        await page.evaluate("document.getElementById('coach-text').value = "
-                            "'Offer the premium plan'")
-        await click(page, "#coach")
+        await page.evaluate("document.getElementById('coach-text').focus()")
+        await page.type_text("Offer the premium plan")
+        await page.press("Enter", 13)
 
         def coached() -> bool:
             return any(e["type"] == "conversation.item.create"
