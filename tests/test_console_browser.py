@@ -63,6 +63,7 @@ async def confirm(page: Page) -> None:
 async def scene(tmp_path: Path) -> AsyncIterator[tuple[object, Gateway, ClientPeer, str, Page]]:
     async with running_fake() as (fake, url), \
             running_gateway(url, {"GATEWAY_CONSOLE_ENABLED": "true",
+                                  "GATEWAY_RECORDING_OPUS_COPY": "true",
                                   "GATEWAY_SERVER_GRAFANA_URL": "https://grafana.example/d/gw"}
                             ) as gw, \
             chromium(mic_wav(tmp_path / "mic.wav"), ARTIFACTS) as browser:
@@ -213,7 +214,8 @@ async def test_console_in_chromium(tmp_path: Path) -> None:
         await click(page, "#verify")
         await page.wait_for("document.getElementById('verify-result').textContent"
                             ".startsWith('Intact')", 10)
-        for sel, ctype in (("#export-wav", "audio/wav"), ("#export-transcript", "ndjson")):
+        for sel, ctype in (("#export-wav", "audio/wav"), ("#export-ogg-opus", "audio/ogg"),
+                           ("#export-transcript", "ndjson")):
             got = await page.evaluate(
                 f"fetch(document.querySelector('{sel}').href).then(r => "
                 "[r.status, r.headers.get('Content-Type')])")
