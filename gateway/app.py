@@ -12,6 +12,7 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from gateway.api import (
     admin,
+    console,
     demo,
     live,
     openapi,
@@ -155,5 +156,6 @@ def make_app(config: Config, *, metrics: Metrics | None = None) -> web.Applicati
     app.add_routes(supervise.routes)
     demo.setup(app)
     admin.setup(app)
+    console.setup(app)  # only when server.console_enabled
     return app
 

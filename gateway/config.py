@@ -191,6 +191,13 @@ class ServerConfig:
     #: (slowloris); a body must arrive within body_timeout_s (408 otherwise).
     keepalive_timeout_s: float = 15.0
     body_timeout_s: float = 20.0
+    #: The operator console at /console/ (docs/console.md): off unless enabled.
+    console_enabled: bool = False
+    #: A console session's absolute lifetime and idle timeout (seconds).
+    console_session_ttl_s: float = 3600.0
+    console_idle_s: float = 900.0
+    #: Linked from the console's capacity view when set (a Grafana dashboard URL).
+    grafana_url: str = ""
 
     def __post_init__(self) -> None:
         if self.event_loop not in ("uvloop", "asyncio"):
@@ -390,6 +397,7 @@ _SHORT_ENV = {
     "GATEWAY_RECORDINGS_DIR": ("recording", "dir"),
     "GATEWAY_UPSTREAM_URL": ("upstream", "url"),
     "GATEWAY_DEMO_ENABLED": ("server", "demo_enabled"),
+    "GATEWAY_CONSOLE_ENABLED": ("server", "console_enabled"),
 }
 
 

@@ -247,6 +247,21 @@ class Page:
                                f"console:\n{self.console_tail()}")
         return res.get("value")
 
+    async def type_text(self, text: str) -> None:
+        """Type into the focused element, as a keyboard would (IME-style insert)."""
+        await self._send("Input.insertText", {"text": text})
+
+    async def press(self, key: str, code: int) -> None:
+        """Press and release one key (``key`` as DOM names it, ``code`` its Windows code)."""
+        for kind in ("keyDown", "keyUp"):
+            await self._send("Input.dispatchKeyEvent", {
+                "type": kind, "key": key, "code": key, "windowsVirtualKeyCode": code,
+                **({"text": "\r"} if key == "Enter" and kind == "keyDown" else {})})
+
+    async def set_viewport(self, width: int, height: int) -> None:
+        await self._send("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+
     async def screenshot(self, path: Path) -> Path:
         """Save a PNG of the page's viewport."""
         res = await self._send("Page.captureScreenshot", {"format": "png"})

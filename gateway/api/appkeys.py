@@ -21,3 +21,6 @@ TOKENS = web.AppKey("tokens", TokenService)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 FACTORY = web.AppKey("factory", CallFactory)
 S3_UPLOADER = web.AppKey("s3_uploader", S3Uploader)
+#: Request key (not app state): the console session's label, set by
+#: ``console_auth.guard`` once a session and its CSRF token are checked.
+CONSOLE_WHO = web.RequestKey("console_who", str)

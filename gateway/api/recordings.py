@@ -107,6 +107,9 @@ def _store(request: web.Request) -> RecordingStore:
 
 
 def _who(request: web.Request) -> str:
+    from .appkeys import CONSOLE_WHO  # late: appkeys imports the call factory
+    if CONSOLE_WHO in request:
+        return request[CONSOLE_WHO]  # a console session (console_auth.guard)
     return f"admin@{request.remote or 'unknown'}"
 
 

@@ -9,6 +9,7 @@ and makes the upstream forget what was not heard.
 from __future__ import annotations
 
 import time
+from collections import deque
 
 from gateway.audio.levels import measure_bytes
 from gateway.ids import new_id
@@ -30,6 +31,10 @@ class AgentAudio:
         self.base_ms: float | None = None
         #: The response the last barge-in cut: its later audio is not played.
         self.cut_response: str | None = None
+        #: The last played frame's RMS (dBFS; -100 for silence) and the last turns' latency
+        #: (s): sampled by observers at their own rate (the console), not hooked per frame.
+        self.last_rms_dbfs = -100.0
+        self.latencies: deque[float] = deque(maxlen=8)
 
     def item(self, item_id: str, response_id: str) -> ItemState:
         return self.items.setdefault(item_id, ItemState(response_id))
@@ -47,6 +52,7 @@ class AgentAudio:
             self.base_ms = now_ms - offset_ms
         offset_ms += self.base_ms
         if frame is None:
+            self.last_rms_dbfs = -100.0
             self._m.silent_frames.inc()
             if self.bargein_at is not None:
                 call.metrics.barge_in_cutoff.observe(time.perf_counter() - self.bargein_at)
@@ -59,14 +65,16 @@ class AgentAudio:
         m.speech_frames.inc()
         m.seconds.inc(frame.audio_ms / 1000)
         level = measure_bytes(frame.pcm)
+        self.last_rms_dbfs = level.rms_dbfs
         m.level.observe(level.rms_dbfs)
         m.peak.observe(level.peak_dbfs)
         if level.clipped:
             m.clipped.inc(level.clipped)
         if self.first_frame_pending and self.speech_stopped_at is not None:
             self.first_frame_pending = False
-            call.metrics.turn_latency.labels(call.transport).observe(
-                time.monotonic() - self.speech_stopped_at)
+            latency = time.monotonic() - self.speech_stopped_at
+            call.metrics.turn_latency.labels(call.transport).observe(latency)
+            self.latencies.append(latency)
         for obs in call.hooks.agent_audio:
             obs(frame, offset_ms)
 

@@ -33,6 +33,9 @@ class CallerIntake:
         self._append_bytes = call.config.upstream.append_ms * bytes_per_ms(call.wire_format)
         #: Where the next caller frame goes on the call's timeline (ms); None: re-anchor.
         self.cursor_ms: float | None = None
+        #: The last frame's RMS (dBFS): observers (the console) sample it at their own rate
+        #: instead of hooking every frame.
+        self.last_rms_dbfs = -100.0
 
     def push(self, pcm: npt.NDArray[np.int16], wire: bytes | None = None,
              event_id: str | None = None) -> None:
@@ -45,6 +48,7 @@ class CallerIntake:
             return
         t0 = time.perf_counter()
         level = measure(pcm)
+        self.last_rms_dbfs = level.rms_dbfs
         m = self._m
         m.level.observe(level.rms_dbfs)
         m.peak.observe(level.peak_dbfs)

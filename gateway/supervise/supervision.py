@@ -146,6 +146,12 @@ class Supervision:
                 "takeover": self.takeover.stats() if self.takeover is not None else None}
 
 
+def attached(call: CallSession) -> Supervision | None:
+    """The call's supervision if someone attached one (never attaches it)."""
+    sup = getattr(call, _ATTR, None)
+    return sup if isinstance(sup, Supervision) else None
+
+
 def supervision(call: CallSession) -> Supervision:
     """The call's supervision, attached on first use (no change to the call's setup)."""
     sup = getattr(call, _ATTR, None)
