@@ -180,6 +180,8 @@ class WebRtcLeg:
                 self._network.install(self.pc)  # before gathering: ports in range, filters
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
+        except ApiError:
+            raise  # the network's own answer (503: no media port free)
         except Exception as e:
             # aiortc accepts some broken offers (an audio section without a=mid leaves the
             # data channel's transport without DTLS) and fails only here.
