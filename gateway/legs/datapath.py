@@ -216,8 +216,13 @@ class OwnedDatapath:
         for seq in nack.lost:
             packet = self._history[seq % HISTORY]
             if packet and (packet[2] << 8 | packet[3]) == seq:
+                try:
+                    protected = self._tx_srtp.protect(packet)
+                except pylibsrtp.Error:
+                    self.send_errors += 1
+                    continue
                 self.retransmitted += 1
-                self._send(self._tx_srtp.protect(packet))
+                self._send(protected)
 
     def _on_pli(self, pli: Pli, now: float) -> None:
         self.plis += 1  # a picture-loss request: audio has no key frame to send
