@@ -267,3 +267,12 @@ async def test_a_real_peer_on_the_owned_datapath() -> None:
             await peer.close()
         await until(lambda: not gw.app[CALLS]._calls, 10, "the call ended")
         assert not clock_tasks()
+
+
+def test_the_datapath_setting_is_checked() -> None:
+    from gateway import config
+
+    assert config.load(None, {}).media.datapath == "aiortc"  # the default until it has soaked
+    assert config.load(None, {"GATEWAY_MEDIA_DATAPATH": "owned"}).media.datapath == "owned"
+    with pytest.raises(ValueError, match="media.datapath"):
+        config.load(None, {"GATEWAY_MEDIA_DATAPATH": "fast"})
