@@ -278,7 +278,8 @@ class CallFactory:
                          network=self.ice, on_ice_pair=self._ice_pair_observer(call),
                          max_channel_buffer_bytes=media.max_channel_buffer_bytes,
                          connect_timeout_s=media.connect_timeout_s,
-                         never_connected_reason=never_connected_reason)
+                         never_connected_reason=never_connected_reason,
+                         datapath=media.datapath)
 
     def _observe_stats(self, lost: int, jitter: float | None, rtt: float | None) -> None:
         m = self.metrics

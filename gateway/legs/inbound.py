@@ -22,11 +22,10 @@ from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
-from aiortc.rtp import RtpPacket
 
 from ..audio.formats import SAMPLE_RATE
 from ..audio.opus import OpusDecoder, OpusError
-from .jitter import AdaptiveJitterBuffer
+from .jitter import AdaptiveJitterBuffer, RtpPacket
 
 log = logging.getLogger("gateway.webrtc")
 

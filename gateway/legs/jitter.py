@@ -20,11 +20,18 @@ Pure and synchronous: no asyncio, no codec.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from aiortc.rtp import RtpPacket
+from typing import Protocol
 
 RESET_GAP = 3000  # a jump this large is a new stream (or a restart), not loss
 CLEAN_PACKETS_TO_RELAX = 500  # 10 s at 20 ms
+
+
+class RtpPacket(Protocol):
+    """What the buffer and the decoder read of a packet: aiortc's ``RtpPacket`` on its
+    datapath, :class:`gateway.legs.rtp.OpusRtp` on the owned one."""
+
+    sequence_number: int
+    timestamp: int
 
 
 def seq_diff(a: int, b: int) -> int:

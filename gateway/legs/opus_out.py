@@ -58,16 +58,20 @@ class VoiceOpusEncoder:
 
     def encode(self, pcm: bytes | None, pts: int) -> av.Packet[Any]:
         """One 20 ms packet for ``pcm`` (None: silence) with RTP time ``pts`` (24 kHz)."""
+        return self._packet(self.encode_payload(pcm), pts)
+
+    def encode_payload(self, pcm: bytes | None) -> bytes:
+        """The Opus payload alone, for a datapath that packetizes itself."""
         if pcm is None:
             self._silent_run += 1
             if self._silent_run > SILENT_FRAMES_BEFORE_CACHE:
                 self.cached += 1
-                return self._packet(self._silence_packet, pts)
+                return self._silence_packet
             pcm = SILENCE
         else:
             self._silent_run = 0
         self.encoded += 1
-        return self._packet(self._enc.encode(pcm), pts)
+        return self._enc.encode(pcm)
 
     @staticmethod
     def _packet(data: bytes, pts: int) -> av.Packet[Any]:

@@ -32,6 +32,7 @@ from ..audio.formats import WireFormat
 from ..errors import ApiError
 from . import aiortc_guards
 from .base import LegSink
+from .datapath import OwnedDatapath
 from .ice import MediaNetwork, selected_pair
 from .inbound import InboundOpus, install_inbound
 from .opus_out import VoiceOpusEncoder
@@ -133,7 +134,8 @@ class WebRtcLeg:
                  on_ice_pair: Callable[[str, str], None] | None = None,
                  max_channel_buffer_bytes: int = 4 * 1024 * 1024,
                  connect_timeout_s: float = SETUP_TIMEOUT_S,
-                 never_connected_reason: str = "connect_timeout") -> None:
+                 never_connected_reason: str = "connect_timeout",
+                 datapath: str = "aiortc") -> None:
         self._max_channel_buffer = max_channel_buffer_bytes
         self._too_slow = False
         # An answered offer whose peer never completes ICE + DTLS is an abandoned call (or
@@ -157,10 +159,14 @@ class WebRtcLeg:
         self.playout = Playout(max_buffer_s)
         self.inbound = InboundOpus(self._on_caller_pcm)
         self._last_played: QueuedFrame | None = None
-        self.track = OutboundAudioTrack(
-            self.playout, self._on_frame,
-            encoder=VoiceOpusEncoder(bitrate=opus_bitrate, complexity=opus_complexity),
-            on_encode=on_encode)
+        encoder = VoiceOpusEncoder(bitrate=opus_bitrate, complexity=opus_complexity)
+        self.track = OutboundAudioTrack(self.playout, self._on_frame, encoder=encoder,
+                                        on_encode=on_encode)
+        # media.datapath = "owned": RTP/RTCP carried by gateway/legs/datapath.py once DTLS
+        # is up (same playout, encoder, inbound decoder and frame reports as the track).
+        self._datapath = OwnedDatapath(
+            self.playout, self._on_frame, encoder, self.inbound,
+            on_encode=on_encode) if datapath == "owned" else None
         self._channel: RTCDataChannel | None = None
         self._pending: deque[str] = deque(maxlen=MAX_PENDING_EVENTS)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -175,6 +181,10 @@ class WebRtcLeg:
     async def answer(self, offer_sdp: str) -> str:
         await accept_offer(self.pc, offer_sdp, self.inbound)
         self.pc.addTrack(self.track)
+        if self._datapath is not None:
+            for t in self.pc.getTransceivers():
+                if t.sender.track is self.track:
+                    self._datapath.attach(t)
         try:
             if self._network is not None:
                 self._network.install(self.pc)  # before gathering: ports in range, filters
@@ -202,17 +212,24 @@ class WebRtcLeg:
         assert self._stats_observer is not None
         while True:
             await asyncio.sleep(self._stats_interval)
-            report = await self.pc.getStats()
-            lost, jitter, rtt = 0, None, None
-            for s in report.values():
-                if s.type == "inbound-rtp" and s.kind == "audio":
-                    lost += int(s.packetsLost or 0)
-                    jitter = float(s.jitter or 0) / 48000  # RTP clock units -> seconds
-                elif s.type == "remote-inbound-rtp" and s.kind == "audio" and \
-                        s.roundTripTime is not None:  # None until the first receiver report
-                    rtt = float(s.roundTripTime)
+            if self._datapath is not None:
+                lost, jitter, rtt = self._datapath.quality()
+            else:
+                lost, jitter, rtt = await self._aiortc_quality()
             delta, self._lost_seen = max(0, lost - self._lost_seen), max(lost, self._lost_seen)
             self._stats_observer(delta, jitter, rtt)
+
+    async def _aiortc_quality(self) -> tuple[int, float | None, float | None]:
+        report = await self.pc.getStats()
+        lost, jitter, rtt = 0, None, None
+        for s in report.values():
+            if s.type == "inbound-rtp" and s.kind == "audio":
+                lost += int(s.packetsLost or 0)
+                jitter = float(s.jitter or 0) / 48000  # RTP clock units -> seconds
+            elif s.type == "remote-inbound-rtp" and s.kind == "audio" and \
+                    s.roundTripTime is not None:  # None until the first receiver report
+                rtt = float(s.roundTripTime)
+        return lost, jitter, rtt
 
     # -- inbound ------------------------------------------------------------------------
 
@@ -367,4 +384,6 @@ class WebRtcLeg:
             self._dead_timer.cancel()
         if self._connect_timer is not None:
             self._connect_timer.cancel()
+        if self._datapath is not None:
+            await self._datapath.stop()
         await close_peer(self.pc, self.track, self._tasks)
