@@ -95,10 +95,12 @@ async def test_chromium_sees_a_clean_stream_on_the_owned_datapath(tmp_path: Path
     await owned_call(tmp_path, 10.0)
 
 
-SOAK_S = float(os.environ.get("OWNED_SOAK_S", "600"))
+#: The 10-minute soak runs by `make soak` (it sets this); `make test` stays within its budget.
+SOAK_S = float(os.environ.get("OWNED_SOAK_S", "0"))
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(SOAK_S <= 0, reason="the soak runs with `make soak` (OWNED_SOAK_S)")
 @pytest.mark.timeout(SOAK_S + 120)
 async def test_owned_datapath_soak_with_chromium(tmp_path: Path) -> None:
     await owned_call(tmp_path, SOAK_S)
