@@ -28,7 +28,8 @@ from collections.abc import Callable
 from gateway.audio.formats import bytes_per_ms
 from gateway.ids import new_id
 from gateway.obs.metrics import bounded
-from gateway.upstream.client import GATEWAY_EVENT_PREFIX, UpstreamClosed
+from gateway.upstream.client import GATEWAY_EVENT_PREFIX, UpstreamClosed, UpstreamConnection
+from gateway.upstream.live_client import LiveUpstreamConnection
 
 from . import live_policy
 from .agent_audio import AgentAudio
@@ -65,6 +66,11 @@ class LiveUpstreamEvents:
         self._loud_ms = 0.0
         self._caller: list[str] = []
         self._caller_end = -1
+        #: The call's caller audio (ms) when the current upstream session started: a new
+        #: session's timeline restarts at 0, the call's does not.
+        self._base_ms = 0.0
+        #: A new upstream session took over: its first speech starts a new utterance.
+        self._fresh = False
         self.table: dict[str, Callable[[Event], None]] = {
             "session.started": self.drop,
             "session.updated": self.session_updated,
@@ -85,6 +91,7 @@ class LiveUpstreamEvents:
         h.playout.append(self._playout)
         h.interrupted.append(self._interrupted)
         h.ending.append(self._ending)
+        h.upstream_swapped.append(self._swapped)
 
     # -- what a Live client receives -----------------------------------------------------
 
@@ -183,6 +190,13 @@ class LiveUpstreamEvents:
             for obs in self.call.hooks.agent_text:
                 obs(ut, st)
 
+    def _speaking(self) -> str:
+        """The utterance agent output belongs to (a new session's speech: a new one)."""
+        if self._fresh:
+            self._fresh = False
+            self.close_utterance()
+        return self.utterance or self._open()
+
     def audio_delta(self, event: Event) -> None:
         call = self.call
         if self.held:
@@ -192,7 +206,7 @@ class LiveUpstreamEvents:
         except (binascii.Error, ValueError):
             call.metrics.upstream_errors.labels("bad_audio_delta").inc()
             return
-        ut = self.utterance or self._open()
+        ut = self._speaking()
         st = self.agent.item(ut, ut)
         st.received_ms += len(pcm) / bytes_per_ms(call.wire_format)
         if call.leg is not None:
@@ -213,7 +227,7 @@ class LiveUpstreamEvents:
             self.close_utterance()
         end = event.get("end_ms")
         self._last_out_end = end if isinstance(end, int) else start_ms
-        ut = self.utterance or self._open()
+        ut = self._speaking()
         self.agent.item(ut, ut).transcript += str(event.get("delta", ""))
         self.call.forward(event)
 
@@ -259,9 +273,24 @@ class LiveUpstreamEvents:
 
     def _interrupted(self, item_id: str, heard_ms: int, st: ItemState | None) -> None:
         self.held = True
-        self._cut_at_ms = self.call.stats.caller_audio_ms
+        self._cut_at_ms = self.call.stats.caller_audio_ms - self._base_ms  # session time
         if item_id == self.utterance:
             self.close_utterance()
+
+    def _swapped(self, conn: UpstreamConnection) -> None:
+        """A new Live session carries the call on (continuity). Its timeline starts at 0 and
+        it will not finish the old session's speech: what was cut stays cut, a caller line
+        in progress is complete, and the utterance still playing keeps its accounting until
+        the new session speaks."""
+        self._flush_caller()
+        self.held = False
+        self._loud_ms = 0.0
+        self._last_out_end = -1
+        self._caller_end = -1
+        self._base_ms = self.call.stats.caller_audio_ms
+        self._fresh = True
+        if isinstance(conn, LiveUpstreamConnection) and conn.session:
+            self.resource = dict(conn.session)
 
     def _playout(self, started: bool) -> None:
         if not started and not self.held:

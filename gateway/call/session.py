@@ -316,6 +316,8 @@ class CallSession:
         """Continue the call on a new upstream connection; returns the old one to close."""
         old, self.upstream = self.upstream, new
         self.active_response = None
+        for obs in self.hooks.upstream_swapped:
+            obs(new)
         self._spawn(self._upstream_reader(), "upstream-reader")
         return old
 
