@@ -20,6 +20,7 @@ cut on the timeline arrives.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import time
@@ -40,6 +41,10 @@ BARGE_IN_DBFS = -40.0
 BARGE_IN_MS = 200.0
 #: A pause this long on the session timeline between fragments starts a new line.
 LINE_GAP_MS = 1500
+#: Playout running dry for less than this is an underrun (late audio), not the utterance's
+#: end: closing it there would start a new playout item and forfeit the playout's catch-up
+#: of the silence played meanwhile, so every underrun would add to the delay for good.
+UNDERRUN_GRACE_S = 0.3
 #: Live's close reasons after which a new upstream session may carry the call on.
 _RECOVERABLE = frozenset({"expired", "connection_lost"})
 #: How a call's end reason reads in the ``session.closed`` a Live client gets.
@@ -71,6 +76,7 @@ class LiveUpstreamEvents:
         self._base_ms = 0.0
         #: A new upstream session took over: its first speech starts a new utterance.
         self._fresh = False
+        self._drained: asyncio.TimerHandle | None = None
         self.table: dict[str, Callable[[Event], None]] = {
             "session.started": self.drop,
             "session.updated": self.session_updated,
@@ -182,9 +188,13 @@ class LiveUpstreamEvents:
     def close_utterance(self) -> None:
         """The current utterance is complete: its text goes to the observers (recorder,
         continuity) with what is known of how much was heard."""
+        self._cancel_drained()
         ut, self.utterance = self.utterance, None
         if ut is None:
             return
+        leg = self.call.leg
+        if leg is not None and not self.held:  # its last partial frame plays; none is kept
+            leg.end_audio(ut)
         st = self.agent.items.pop(ut, None)
         if st is not None and st.transcript:
             for obs in self.call.hooks.agent_text:
@@ -206,6 +216,7 @@ class LiveUpstreamEvents:
         except (binascii.Error, ValueError):
             call.metrics.upstream_errors.labels("bad_audio_delta").inc()
             return
+        self._cancel_drained()  # more audio: the playout ran dry only for a moment
         ut = self._speaking()
         st = self.agent.item(ut, ut)
         st.received_ms += len(pcm) / bytes_per_ms(call.wire_format)
@@ -293,5 +304,17 @@ class LiveUpstreamEvents:
             self.resource = dict(conn.session)
 
     def _playout(self, started: bool) -> None:
-        if not started and not self.held:
-            self.close_utterance()
+        if started:
+            self._cancel_drained()
+        elif not self.held and self.utterance is not None and self._drained is None:
+            self._drained = asyncio.get_running_loop().call_later(UNDERRUN_GRACE_S,
+                                                                  self._drained_close)
+
+    def _drained_close(self) -> None:
+        self._drained = None
+        self.close_utterance()
+
+    def _cancel_drained(self) -> None:
+        if self._drained is not None:
+            self._drained.cancel()
+            self._drained = None
