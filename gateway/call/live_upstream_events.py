@@ -89,6 +89,8 @@ class LiveUpstreamEvents:
             "session.instructions.appended": self.acknowledged,
             "session.thinking.appended": self.acknowledged,
             "session.commentary.appended": self.acknowledged,
+            "session.input_audio.muted": self.acknowledged,
+            "session.input_audio.unmuted": self.acknowledged,
         }
         h = call.hooks
         h.to_client.insert(0, self.to_live)
