@@ -117,11 +117,14 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     stats = request.app[STATS]
     ws = web.WebSocketResponse(max_msg_size=32 * 1024 * 1024)
     await ws.prepare(request)
+    factory = request.app.get(OBSERVER)
+    observe = factory() if factory is not None else None
     stats.connections += 1
     stats.open += 1
     tag = secrets.token_hex(6)
     try:
         async for msg in ws:
+            t_recv = time.monotonic()
             if msg.type != WSMsgType.TEXT:
                 continue
             stats.events_in += 1
@@ -132,8 +135,11 @@ async def live(request: web.Request) -> web.WebSocketResponse:
                 stats.appends += 1
                 stats.audio_bytes_in += b64_len(audio)
                 stats.deltas += 1
+                t_sent = time.monotonic()
                 await ws.send_str('{"type":"session.output_audio.delta","delta":"' + audio +
                                   '"}')
+                if observe is not None:
+                    observe(audio, t_recv, t_sent)
             elif etype == "session.start":
                 session = dict(ev.get("session") or {}, id=f"sess_{tag}",
                                expires_at=int(time.time()) + 3600, status="active")

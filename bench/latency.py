@@ -6,6 +6,8 @@ jitter, against the naive relay; a soak; memory per call and under overload.
     python -m bench.latency --soak-minutes 10      # gateway, 2 % loss + jitter, per minute
     python -m bench.latency --overload 60          # gateway RSS at 1, 10 and 60 calls
     python -m bench.latency --report               # the tables of bench/results/latency.json
+    python -m bench.latency --servers gateway,live --conditions clean --out \
+        bench/results/latency-live.json            # GPT-Live over WebRTC against Realtime
 
 Method (details in bench/latency_net.py, bench/markers.py, bench/latency_caller.py,
 bench/marker_upstream.py, bench/nfq_delay.py):
@@ -22,6 +24,10 @@ bench/marker_upstream.py, bench/nfq_delay.py):
   the wire by taps (AF_PACKET) on the caller's interface and on the server side of the network
   (the root end of the veth: before the network on the way out, after it on the way in), and
   matched to markers by SSRC and RTP timestamp.
+- Servers: ``gateway`` (Realtime WebRTC calls), ``live`` (the same gateway on
+  ``bench/live_profile.toml``: GPT-Live WebRTC calls, ``POST /v1/live/sessions``, to the echo's
+  Live endpoint: ``session.input_audio.append`` in, ``session.output_audio.delta`` out),
+  ``naive`` (bench/naive_relay.py).
 - ``--calls`` probe calls per server and condition, one after the other, each with its capture
   clock at a different phase of the 20 ms frame; the first ``--warmup`` s of each are not
   counted. Servers alternate order from one condition to the next.
@@ -129,7 +135,9 @@ class LineProc(JsonLineProc):
 def server_argv(server: str, host: str, port: int, upstream: str
                 ) -> tuple[list[str], dict[str, str], str]:
     env = base_env()
-    if server == "gateway":
+    if server == "live":  # the same gateway, on a GPT-Live profile (its upstream: the echo's Live)
+        env["GATEWAY_CONFIG"] = str(ROOT / "bench" / "live_profile.toml")
+    if server in ("gateway", "live"):
         env.update({"GATEWAY_HOST": host, "GATEWAY_PORT": str(port),
                     "GATEWAY_API_KEYS": API_KEY, "GATEWAY_TOKEN_SECRET": "bench-secret",
                     "GATEWAY_UPSTREAM_URL": upstream, "OPENAI_API_KEY": "x",
@@ -363,7 +371,8 @@ def probe_run(ctx: Ctx, server: str, cond: Condition, seconds: float, *, calls: 
         warm = ctx.args.warmup
         probe = LineProc(["ip", "netns", "exec", net.caller, PY, "-m", "bench.latency_caller",
                           "probe", "--base", stack.base, "--api-key", API_KEY, "--seconds",
-                          str(seconds + warm), "--calls", str(calls)], log)
+                          str(seconds + warm), "--calls", str(calls),
+                          "--api", "live" if server == "live" else "realtime"], log)
         sampler = Sampler(stack.pid)
         metrics: list[str] = []
 

@@ -2,7 +2,8 @@
 
 Both are aiortc peers that call like a browser following OpenAI's WebRTC guide (token from
 ``POST /v1/realtime/client_secrets``, SDP offer to ``POST /v1/realtime/calls``, an
-``oai-events`` data channel) and send pre-encoded Opus paced to the wall clock.
+``oai-events`` data channel; with ``--api live`` GPT-Live's: a Live client secret, the offer in
+``POST /v1/live/sessions``' JSON body) and send pre-encoded Opus paced to the wall clock.
 
 ``probe`` (run inside the caller's network namespace by bench.latency): sends
 :func:`bench.markers.marker_loop` (silence, a 5 ms burst every 500 ms) and taps its own
@@ -53,6 +54,7 @@ from bench.markers import FRAME, MarkerDetector, MarkerLoop, marker_loop
 RATE = 48_000
 TIME_BASE = fractions.Fraction(1, RATE)
 MAX_RECORDS = 100_000
+LIVE_MODEL = "gpt-live-1"  # bench/live_profile.toml's public model
 
 
 def emit(obj: dict[str, Any]) -> None:
@@ -192,18 +194,44 @@ class Peer:
         await self.pc.close()
 
 
-async def mint(http: aiohttp.ClientSession, base: str, api_key: str) -> str:
-    async with http.post(f"{base}/v1/realtime/client_secrets", json={},
+async def mint(http: aiohttp.ClientSession, base: str, api_key: str, api: str = "realtime"
+               ) -> str:
+    """A client secret from the app's backend: Realtime's, or one bound to a Live session."""
+    path, body = (("/v1/live/client_secrets", {"session": {"model": LIVE_MODEL}})
+                  if api == "live" else ("/v1/realtime/client_secrets", {}))
+    async with http.post(base + path, json=body,
                          headers={"Authorization": f"Bearer {api_key}"}) as r:
-        body = await r.json()
+        got = await r.json()
         if r.status != 200:
-            raise RuntimeError(f"client_secrets: {r.status} {body}")
-        return str(body["value"])
+            raise RuntimeError(f"client_secrets: {r.status} {got}")
+        return str(got["value"])
+
+
+async def answer_for(http: aiohttp.ClientSession, base: str, token: str, sdp: str,
+                     api: str) -> str:
+    """The SDP answer: Realtime's ``POST /v1/realtime/calls`` (SDP in, SDP out), or GPT-Live's
+    ``POST /v1/live/sessions`` (``{session, transport: {type: "webrtc", sdp}}`` in JSON)."""
+    if api == "live":
+        async with http.post(f"{base}/v1/live/sessions", json={
+                "session": {"model": LIVE_MODEL}, "transport": {"type": "webrtc", "sdp": sdp}},
+                headers={"Authorization": f"Bearer {token}"}) as r:
+            body = await r.json()
+            if r.status != 200:
+                raise RuntimeError(f"live sessions: {r.status} {body}")
+            return str(body["transport"]["sdp"])
+    async with http.post(f"{base}/v1/realtime/calls", data=sdp,
+                         headers={"Authorization": f"Bearer {token}",
+                                  "Content-Type": "application/sdp"}) as r:
+        answer = await r.text()
+        if r.status != 201:
+            raise RuntimeError(f"calls: {r.status} {answer[:300]}")
+        return answer
 
 
 async def open_peer(http: aiohttp.ClientSession, base: str, api_key: str,
-                    mic: MediaStreamTrack, buffer: Buffer, timeout_s: float) -> Peer:
-    token = await mint(http, base, api_key)
+                    mic: MediaStreamTrack, buffer: Buffer, timeout_s: float,
+                    api: str = "realtime") -> Peer:
+    token = await mint(http, base, api_key, api)
     peer = Peer(RTCPeerConnection(RTCConfiguration(iceServers=[])), mic, buffer)
     channel = peer.pc.createDataChannel("oai-events")
     channel.on("open", peer.opened.set)
@@ -218,12 +246,7 @@ async def open_peer(http: aiohttp.ClientSession, base: str, api_key: str,
             install_buffer(t.receiver, buffer)
     try:
         await peer.pc.setLocalDescription(await peer.pc.createOffer())
-        async with http.post(f"{base}/v1/realtime/calls", data=peer.pc.localDescription.sdp,
-                             headers={"Authorization": f"Bearer {token}",
-                                      "Content-Type": "application/sdp"}) as r:
-            answer = await r.text()
-            if r.status != 201:
-                raise RuntimeError(f"calls: {r.status} {answer[:300]}")
+        answer = await answer_for(http, base, token, peer.pc.localDescription.sdp, api)
         await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         async with asyncio.timeout(timeout_s):
             await peer.opened.wait()
@@ -291,7 +314,8 @@ async def probe_call(http: aiohttp.ClientSession, args: argparse.Namespace, inde
     mic = MarkerMic(loop, phase)
     heard = ReorderingDecoder()
     t0 = time.monotonic()
-    peer = await open_peer(http, args.base, args.api_key, mic, heard, args.setup_timeout)
+    peer = await open_peer(http, args.base, args.api_key, mic, heard, args.setup_timeout,
+                           args.api)
     try:
         emit({"event": "ready", "call": index, "setup_s": time.monotonic() - t0,
               "t": time.monotonic(), "phase_ms": 1000 * phase})
@@ -363,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         s.add_argument("--base", required=True, help="http://host:port of the server")
         s.add_argument("--api-key", default="bench-key")
         s.add_argument("--setup-timeout", type=float, default=30.0)
+        s.add_argument("--api", choices=("realtime", "live"), default="realtime",
+                       help="call over the Realtime API or GPT-Live (POST /v1/live/sessions)")
     pr = sub.choices["probe"]
     pr.add_argument("--seconds", type=float, required=True, help="per call")
     pr.add_argument("--calls", type=int, default=1, help="calls, one after the other")

@@ -1,7 +1,9 @@
 """The echo upstream of bench.latency: ``bench.echo_upstream``'s protocol, plus marker times.
 
 Every ``input_audio_buffer.append`` is echoed at once as a ``response.output_audio.delta`` of
-the same bytes (so the caller hears its own markers back); then, off the echo's path, the
+the same bytes, so the caller hears its own markers back (GPT-Live at ``/v1/live/sessions``:
+``session.start`` -> ``session.started``, each ``session.input_audio.append`` back as a
+``session.output_audio.delta``); then, off the echo's path, the
 appended PCM (24 kHz mono s16) is scanned with :class:`bench.markers.MarkerDetector`. For each
 marker found it records, in ``time.monotonic()`` (one clock for every process of the bench):
 

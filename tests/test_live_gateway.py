@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
+import pytest
 from aiortc import RTCSessionDescription
 from openai import AsyncOpenAI
 
@@ -316,11 +317,13 @@ def _interrupted(gw: Gateway) -> bool:
     return any(c.stats.interruptions for c in gw.app[CALLS])
 
 
-async def test_phone_call_on_a_live_profile(local_engine_url: str) -> None:
+async def test_phone_call_on_a_live_profile(local_engine_url: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from gateway.upstream.live_client import LiveUpstreamConnection
     from tests.fake_twilio import FakeTwilio
     from tests.test_twilio import AUTH_TOKEN, ENV, PUBLIC
 
+    monkeypatch.setenv("GATEWAY_TWILIO_DTMF", "input")  # keypad digits go to the model too
     async with gateway(local_engine_url, **ENV) as gw:
         twilio = FakeTwilio(gw.http, gw.base, PUBLIC, AUTH_TOKEN)
         try:
@@ -333,6 +336,13 @@ async def test_phone_call_on_a_live_profile(local_engine_url: str) -> None:
                 "type": "audio/pcmu", "rate": 8000}
             stream.speak(speech("hello", fmt="audio/pcmu"))
             await stream.until(lambda: len(stream.media_in) >= 8000, 30)  # 1 s of the answer
+            # A keypad digit reaches the Live model as Live context, which the engine accepts.
+            upstream: list[dict[str, Any]] = []
+            call.hooks.upstream_gate.append(lambda ev: upstream.append(ev) is None)
+            await stream.dtmf("7")
+            await until(lambda: any(e["type"] == "session.thinking.appended"
+                                    for e in upstream), 10, "the digit acknowledged")
+            assert not [e for e in upstream if e["type"] == "error"], upstream
             await stream.stop()
         finally:
             await twilio.close()
@@ -383,3 +393,52 @@ async def test_sideband_attaches_to_a_live_session(local_engine_url: str) -> Non
                     "Authorization": f"Bearer {API_KEY}"}) as r:
                 assert r.status == status
                 assert (await r.json())["error"]["code"] == "session_not_found"
+
+
+async def test_frames_the_leg_refuses_are_answered_in_lives_shape(local_engine_url: str
+                                                                   ) -> None:
+    """Frames a leg refuses before any parsing (binary on the WebSocket, over the size limit
+    on the data channel) still get a Live ``error`` (validated against openai.types.live)."""
+    async with gateway(local_engine_url, GATEWAY_MEDIA_MAX_EVENT_BYTES="65536") as gw:
+        ws_url = gw.base.replace("http", "ws", 1) + "/v1/live/sessions"
+        async with gw.http.ws_connect(ws_url, headers={
+                "Authorization": f"Bearer {API_KEY}"}) as ws:
+            await ws.send_json({"type": "session.start", "session": {"model": "gpt-live-1"}})
+            seen: list[dict[str, Any]] = []
+
+            async def next_of(etype: str) -> dict[str, Any]:
+                async with asyncio.timeout(15):
+                    while True:
+                        ev = json.loads((await ws.receive()).data)
+                        seen.append(ev)
+                        if ev["type"] == etype:
+                            return ev
+
+            await next_of("session.started")
+            await ws.send_bytes(b"\x00\x01")
+            binary = await next_of("error")
+            assert binary["error"]["code"] == "invalid_event"
+            assert "event_id" not in binary["error"]
+            for ev in seen:
+                validate_live_server_event(ev)
+        peer = ClientPeer(PcmSourceTrack(from_pcm(np.zeros(48000, np.int16))))
+        try:
+            sdp = await peer.offer()
+            async with gw.http.post(gw.base + "/v1/live/sessions", json={
+                    "session": {"model": "gpt-live-1"},
+                    "transport": {"type": "webrtc", "sdp": sdp}},
+                    headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+                body = await r.json()
+                assert r.status == 200, body
+            await peer.pc.setRemoteDescription(RTCSessionDescription(
+                sdp=body["transport"]["sdp"], type="answer"))
+            await peer.next_event("session.started", 15)
+            peer.channel.send(json.dumps({"type": "session.instructions.append",
+                                          "content": "x" * 100_000, "delegation_id": None}))
+            big = await peer.next_event("error", 10)
+            assert big["error"]["code"] == "event_too_large"
+            assert "event_id" not in big["error"]
+        finally:
+            await peer.close()
+        for ev in peer.all_events:
+            validate_live_server_event(ev)

@@ -506,6 +506,7 @@ def test_handback_items_go_where_the_supervisor_spoke() -> None:
     class Stub:
         upstream = None
         wire_format = "audio/pcm"
+        dialect = "ga"
 
         def call_ms(self) -> float:
             return 60_000.0

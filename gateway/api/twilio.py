@@ -34,7 +34,7 @@ from gateway.config import Config
 from gateway.errors import ApiError
 from gateway.jsonlimits import DEFAULT_MAX_DEPTH, loads_limited
 from gateway.legs.twilio_leg import TwilioLeg, as_int, log_safe
-from gateway.upstream.client import UpstreamError, gateway_event_id
+from gateway.upstream.client import UpstreamError
 
 from .appkeys import CALLS, CONFIG, FACTORY, METRICS, REGISTRY, TOKENS
 from .tokens import TWILIO, Grant
@@ -281,14 +281,10 @@ def _dtmf_handler(call: CallSession, mode: str) -> Callable[[str], None]:
         call.note("dtmf", digit=digit)
         if mode != "input" or call.upstream is None:
             return
-        call.upstream.send({"type": "conversation.item.create",
-                            "event_id": gateway_event_id(),
-                            "item": {"type": "message", "role": "user", "content": [
-                                {"type": "input_text",
-                                 "text": f"The caller pressed {digit} on the keypad."}]}})
-        if call.active_response is None:
-            call.upstream.send({"type": "response.create",
-                                "event_id": gateway_event_id()})
+        # In the upstream's API (Realtime: an input item and a response; Live: thinking).
+        call.upstream_ops.caller_input(call.upstream,
+                                       f"The caller pressed {digit} on the keypad.",
+                                       idle=call.active_response is None)
 
     return on_digit
 

@@ -9,6 +9,8 @@ Live has no responses, items or truncation (docs/live.md §7), so:
 - ``add_context``: ``system`` guidance (a supervisor's coaching) becomes
   ``session.instructions.append``; anything else (a keypad digit) ``session.thinking.append``
   (silent context).
+- ``caller_input`` (a keypad digit): ``session.thinking.append``; Live takes its own turns,
+  so nothing asks it to answer (``idle`` is not needed).
 - ``reseed``: a Live session's ``input`` is fixed at start, so a reconnected session learns
   the conversation as heard through one ``session.instructions.append``.
 """
@@ -41,6 +43,9 @@ class LiveOps:
     def add_context(self, up: UpstreamConnection, text: str, role: str,
                     item_id: str | None = None) -> None:
         _append(up, "instructions" if role == "system" else "thinking", text)
+
+    def caller_input(self, up: UpstreamConnection, text: str, *, idle: bool) -> None:
+        _append(up, "thinking", text)
 
     def reseed(self, up: UpstreamConnection, turns: Iterable[tuple[str, str]]) -> None:
         lines = [f"{'Caller' if role == 'user' else 'You'}: {text}"

@@ -20,6 +20,7 @@ cut on the timeline arrives.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import time
@@ -28,7 +29,8 @@ from collections.abc import Callable
 from gateway.audio.formats import bytes_per_ms
 from gateway.ids import new_id
 from gateway.obs.metrics import bounded
-from gateway.upstream.client import GATEWAY_EVENT_PREFIX, UpstreamClosed
+from gateway.upstream.client import GATEWAY_EVENT_PREFIX, UpstreamClosed, UpstreamConnection
+from gateway.upstream.live_client import LiveUpstreamConnection
 
 from . import live_policy
 from .agent_audio import AgentAudio
@@ -39,6 +41,10 @@ BARGE_IN_DBFS = -40.0
 BARGE_IN_MS = 200.0
 #: A pause this long on the session timeline between fragments starts a new line.
 LINE_GAP_MS = 1500
+#: Playout running dry for less than this is an underrun (late audio), not the utterance's
+#: end: closing it there would start a new playout item and forfeit the playout's catch-up
+#: of the silence played meanwhile, so every underrun would add to the delay for good.
+UNDERRUN_GRACE_S = 0.3
 #: Live's close reasons after which a new upstream session may carry the call on.
 _RECOVERABLE = frozenset({"expired", "connection_lost"})
 #: How a call's end reason reads in the ``session.closed`` a Live client gets.
@@ -65,6 +71,12 @@ class LiveUpstreamEvents:
         self._loud_ms = 0.0
         self._caller: list[str] = []
         self._caller_end = -1
+        #: The call's caller audio (ms) when the current upstream session started: a new
+        #: session's timeline restarts at 0, the call's does not.
+        self._base_ms = 0.0
+        #: A new upstream session took over: its first speech starts a new utterance.
+        self._fresh = False
+        self._drained: asyncio.TimerHandle | None = None
         self.table: dict[str, Callable[[Event], None]] = {
             "session.started": self.drop,
             "session.updated": self.session_updated,
@@ -77,6 +89,8 @@ class LiveUpstreamEvents:
             "session.instructions.appended": self.acknowledged,
             "session.thinking.appended": self.acknowledged,
             "session.commentary.appended": self.acknowledged,
+            "session.input_audio.muted": self.acknowledged,
+            "session.input_audio.unmuted": self.acknowledged,
         }
         h = call.hooks
         h.to_client.insert(0, self.to_live)
@@ -85,6 +99,7 @@ class LiveUpstreamEvents:
         h.playout.append(self._playout)
         h.interrupted.append(self._interrupted)
         h.ending.append(self._ending)
+        h.upstream_swapped.append(self._swapped)
 
     # -- what a Live client receives -----------------------------------------------------
 
@@ -175,13 +190,24 @@ class LiveUpstreamEvents:
     def close_utterance(self) -> None:
         """The current utterance is complete: its text goes to the observers (recorder,
         continuity) with what is known of how much was heard."""
+        self._cancel_drained()
         ut, self.utterance = self.utterance, None
         if ut is None:
             return
+        leg = self.call.leg
+        if leg is not None and not self.held:  # its last partial frame plays; none is kept
+            leg.end_audio(ut)
         st = self.agent.items.pop(ut, None)
         if st is not None and st.transcript:
             for obs in self.call.hooks.agent_text:
                 obs(ut, st)
+
+    def _speaking(self) -> str:
+        """The utterance agent output belongs to (a new session's speech: a new one)."""
+        if self._fresh:
+            self._fresh = False
+            self.close_utterance()
+        return self.utterance or self._open()
 
     def audio_delta(self, event: Event) -> None:
         call = self.call
@@ -192,7 +218,8 @@ class LiveUpstreamEvents:
         except (binascii.Error, ValueError):
             call.metrics.upstream_errors.labels("bad_audio_delta").inc()
             return
-        ut = self.utterance or self._open()
+        self._cancel_drained()  # more audio: the playout ran dry only for a moment
+        ut = self._speaking()
         st = self.agent.item(ut, ut)
         st.received_ms += len(pcm) / bytes_per_ms(call.wire_format)
         if call.leg is not None:
@@ -213,7 +240,7 @@ class LiveUpstreamEvents:
             self.close_utterance()
         end = event.get("end_ms")
         self._last_out_end = end if isinstance(end, int) else start_ms
-        ut = self.utterance or self._open()
+        ut = self._speaking()
         self.agent.item(ut, ut).transcript += str(event.get("delta", ""))
         self.call.forward(event)
 
@@ -259,10 +286,37 @@ class LiveUpstreamEvents:
 
     def _interrupted(self, item_id: str, heard_ms: int, st: ItemState | None) -> None:
         self.held = True
-        self._cut_at_ms = self.call.stats.caller_audio_ms
+        self._cut_at_ms = self.call.stats.caller_audio_ms - self._base_ms  # session time
         if item_id == self.utterance:
             self.close_utterance()
 
+    def _swapped(self, conn: UpstreamConnection) -> None:
+        """A new Live session carries the call on (continuity). Its timeline starts at 0 and
+        it will not finish the old session's speech: what was cut stays cut, a caller line
+        in progress is complete, and the utterance still playing keeps its accounting until
+        the new session speaks."""
+        self._flush_caller()
+        self.held = False
+        self._loud_ms = 0.0
+        self._last_out_end = -1
+        self._caller_end = -1
+        self._base_ms = self.call.stats.caller_audio_ms
+        self._fresh = True
+        if isinstance(conn, LiveUpstreamConnection) and conn.session:
+            self.resource = dict(conn.session)
+
     def _playout(self, started: bool) -> None:
-        if not started and not self.held:
-            self.close_utterance()
+        if started:
+            self._cancel_drained()
+        elif not self.held and self.utterance is not None and self._drained is None:
+            self._drained = asyncio.get_running_loop().call_later(UNDERRUN_GRACE_S,
+                                                                  self._drained_close)
+
+    def _drained_close(self) -> None:
+        self._drained = None
+        self.close_utterance()
+
+    def _cancel_drained(self) -> None:
+        if self._drained is not None:
+            self._drained.cancel()
+            self._drained = None

@@ -283,6 +283,18 @@ class CallSession:
         for obs in self.hooks.notes:
             obs(kind, offset_ms, fields)
 
+    def on_leg_error(self, code: str, message: str) -> None:
+        """A frame the leg refused: answered to the client alone (no sideband), through the
+        ``to_client`` hooks so it has the client's API shape (Live's, beta's)."""
+        self.metrics.client_errors.labels(code).inc()
+        if self.leg is None or self.closing:
+            return
+        events = [error_event(code, message)]
+        for hook in self.hooks.to_client:
+            events = [out for e in events for out in hook(e)]
+        for e in events:
+            self.leg.send_event(e)
+
     def on_leg_gone(self, reason: str) -> None:
         if reason == "client_lost" and self.transport == "webrtc":
             self.suspend()
@@ -318,6 +330,8 @@ class CallSession:
         """Continue the call on a new upstream connection; returns the old one to close."""
         old, self.upstream = self.upstream, new
         self.active_response = None
+        for obs in self.hooks.upstream_swapped:
+            obs(new)
         self._spawn(self._upstream_reader(), "upstream-reader")
         return old
 

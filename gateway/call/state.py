@@ -86,6 +86,8 @@ class SessionHooks:
     client_activity: list[Callable[[Event], None]] = field(default_factory=list)
     #: Consulted before an upstream event is handled: any False drops it (supervisor takeover).
     upstream_gate: list[Callable[[Event], bool]] = field(default_factory=list)
+    #: The call goes on over a new upstream connection (continuity: recovery, rollover).
+    upstream_swapped: list[Callable[[UpstreamConnection], None]] = field(default_factory=list)
 
 
 def _format_of(session: Event, side: str) -> WireFormat:

@@ -34,6 +34,10 @@ class UpstreamOps(Protocol):
     def reseed(self, up: UpstreamConnection, turns: Iterable[tuple[str, str]]) -> None:
         """A fresh upstream session learns the conversation so far ((role, text) turns)."""
 
+    def caller_input(self, up: UpstreamConnection, text: str, *, idle: bool) -> None:
+        """Something the caller did other than speak (a keypad digit), for the model to act
+        on; ``idle``: no answer is in progress."""
+
 
 class RealtimeOps:
     """Realtime GA: ``response.cancel``, ``conversation.item.truncate``, out-of-band
@@ -61,6 +65,11 @@ class RealtimeOps:
             item = {"id": item_id, **item}
         up.send({"type": "conversation.item.create", "event_id": gateway_event_id(),
                  "item": item})
+
+    def caller_input(self, up: UpstreamConnection, text: str, *, idle: bool) -> None:
+        self.add_context(up, text, "user")
+        if idle:  # Realtime answers only when asked (or on speech)
+            up.send({"type": "response.create", "event_id": gateway_event_id()})
 
     def reseed(self, up: UpstreamConnection, turns: Iterable[tuple[str, str]]) -> None:
         for role, text in turns:

@@ -25,6 +25,10 @@ class LegSink(Protocol):
 
     def on_leg_gone(self, reason: str) -> None: ...
 
+    def on_leg_error(self, code: str, message: str) -> None:
+        """A client frame the leg refused (too large, binary): the call answers it in the
+        client's API shape."""
+
 
 class Leg(Protocol):
     transport: str

@@ -25,9 +25,12 @@ log = logging.getLogger("gateway.websocket")
 class EventSocket:
     def __init__(self, ws: web.WebSocketResponse, *, on_text: Callable[[str], None],
                  on_gone: Callable[[str], None], max_event_bytes: int,
-                 queue_size: int = 2000) -> None:
+                 queue_size: int = 2000,
+                 on_error: Callable[[str, str], None] | None = None) -> None:
         self.ws = ws
         self._on_text = on_text
+        #: Who answers a refused frame (code, message); by default a GA error event here.
+        self._on_error = on_error or (lambda code, msg: self.send_event(error_event(code, msg)))
         self._on_gone = on_gone
         self._max_event_bytes = max_event_bytes
         self._queue: asyncio.Queue[str | None] = asyncio.Queue(queue_size)
@@ -56,13 +59,12 @@ class EventSocket:
         async for msg in self.ws:
             if msg.type == WSMsgType.TEXT:
                 if len(msg.data) > self._max_event_bytes:
-                    self.send_event(error_event(
-                        "event_too_large", f"Event of {len(msg.data)} bytes is over the limit "
-                        f"of {self._max_event_bytes} bytes."))
+                    self._on_error("event_too_large", f"Event of {len(msg.data)} bytes is "
+                                   f"over the limit of {self._max_event_bytes} bytes.")
                     continue
                 self._on_text(msg.data)
             elif msg.type == WSMsgType.BINARY:
-                self.send_event(error_event("invalid_event", "Events must be JSON text."))
+                self._on_error("invalid_event", "Events must be JSON text.")
         self._on_gone("client_closed")
 
     async def close(self) -> None:

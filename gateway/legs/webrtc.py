@@ -309,9 +309,7 @@ class WebRtcLeg:
         self._sink.on_client_text(message)
 
     def _send_error(self, code: str, message: str) -> None:
-        from ..errors import error_event
-
-        self.send_event(error_event(code, message))
+        self._sink.on_leg_error(code, message)  # in the client's API shape
 
     def send_event(self, event: dict[str, Any]) -> None:
         if self._too_slow:

@@ -28,7 +28,8 @@ class WebSocketLeg:
         self.ws = ws
         self._sink = sink
         self._socket = EventSocket(ws, on_text=sink.on_client_text, on_gone=sink.on_leg_gone,
-                                   max_event_bytes=max_event_bytes, queue_size=queue_size)
+                                   max_event_bytes=max_event_bytes, queue_size=queue_size,
+                                   on_error=sink.on_leg_error)
         self.send_event = self._socket.send_event
         self._start = time.monotonic()
         self._agent_cursor_ms = 0.0

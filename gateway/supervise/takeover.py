@@ -17,7 +17,13 @@ While taken over:
   starts anyway (a tool round, an idle prompt, a race) is cancelled at once. A client's
   ``response.create`` and ``output_audio_buffer.clear`` are dropped.
 
-On hand back: the supervisor's turns become assistant text items (``[supervisor spoke for
+GPT-Live (``call.dialect == "live"``) has no responses to cancel and no VAD settings: the
+model's input is muted (``session.input_audio.mute``: it hears silence, so it takes no turn),
+its speech and transcript that arrive anyway are held back, and on hand back it is unmuted and
+told what happened in one ``session.instructions.append`` (the caller's words during the
+takeover were not heard by it).
+
+On hand back (Realtime): the supervisor's turns become assistant text items (``[supervisor spoke for
 N s]``: the gateway does not transcribe the supervisor), inserted where they happened among the
 conversation's items (``previous_item_id``), then a system message saying a human had the call,
 then the session as it was (turn detection restored).
@@ -58,10 +64,19 @@ _TRANSCRIPT_EVENTS = frozenset({"response.output_audio_transcript.delta",
 _VAD_EVENTS = frozenset({"input_audio_buffer.speech_started",
                          "input_audio_buffer.speech_stopped"})
 _BLOCKED_CLIENT_EVENTS = frozenset({"response.create", "output_audio_buffer.clear"})
+#: GPT-Live's agent speech: the caller must not hear it, nor see what it never heard.
+_LIVE_SPEECH_EVENTS = frozenset({"session.output_audio.delta",
+                                 "session.output_transcript.delta"})
+#: A Live client's own mute commands would undo the takeover's.
+_BLOCKED_LIVE_CLIENT_EVENTS = frozenset({"session.input_audio.unmute"})
 
 
 def _gw_event() -> str:
     return gateway_event_id()
+
+
+def _live_event(etype: str) -> Event:
+    return {"type": etype, "event_id": _gw_event()}
 
 
 @dataclass
@@ -92,6 +107,7 @@ class Takeover:
         # A leg plays audio in the upstream's wire format: G.711 for a phone passed through.
         self._to_wire = None if call.wire_format == "audio/pcm" else down_24k_to_8k()
         self._g711 = alaw_encode if call.wire_format == "audio/pcma" else ulaw_encode
+        self._live = call.dialect == "live"
 
     # -- switching ------------------------------------------------------------------------
 
@@ -133,7 +149,7 @@ class Takeover:
         if up is not None and not call.closed.is_set():
             for ev in items:
                 up.send(ev)
-            resume = self._session_update(paused=False)
+            resume = self._resume_event()
             if resume is not None:
                 up.send(resume)
         summary = {"reason": reason, "duration_s": round((ended_ms - self.started_ms) / 1000, 3),
@@ -170,16 +186,19 @@ class Takeover:
         leg.play_audio(data, SUPERVISOR, SUPERVISOR)
         self.frames_played += 1
         if leg.forwards_audio_events:  # a WebSocket client plays what it receives as events
-            call.send_to_client({"type": "response.output_audio.delta",
+            delta = base64.b64encode(data).decode()
+            call.send_to_client({"type": "session.output_audio.delta", "delta": delta}
+                                if self._live else
+                                {"type": "response.output_audio.delta",
                                  "event_id": new_id("event"), "response_id": SUPERVISOR,
                                  "item_id": SUPERVISOR, "output_index": 0, "content_index": 0,
-                                 "delta": base64.b64encode(data).decode()})
+                                 "delta": delta})
 
     # -- hooks ----------------------------------------------------------------------------
 
     def _gate(self, event: Event) -> bool:
         etype = event.get("type")
-        if etype in _AUDIO_EVENTS:
+        if etype in _AUDIO_EVENTS or etype in _LIVE_SPEECH_EVENTS:
             return False
         if etype in _TRANSCRIPT_EVENTS:
             return str(event.get("response_id", "")) not in self._blocked
@@ -221,7 +240,8 @@ class Takeover:
                 self._pause()
 
     def _from_client(self, event: Event) -> list[Event]:
-        if event.get("type") in _BLOCKED_CLIENT_EVENTS:
+        if event.get("type") in _BLOCKED_CLIENT_EVENTS or (
+                self._live and event.get("type") in _BLOCKED_LIVE_CLIENT_EVENTS):
             log.debug("takeover: dropped a client %s", event.get("type"))
             return []
         return [event]
@@ -240,11 +260,19 @@ class Takeover:
         return {"type": "session.update", "event_id": _gw_event(), "session": out}
 
     def _pause(self) -> None:
-        ev = self._session_update(paused=True)
+        ev = (_live_event("session.input_audio.mute") if self._live
+              else self._session_update(paused=True))
         if ev is not None and self.call.upstream is not None:
             self.call.upstream.send(ev)
 
+    def _resume_event(self) -> Event | None:
+        if self._live:
+            return _live_event("session.input_audio.unmute")
+        return self._session_update(paused=False)
+
     def _handback_events(self, ended_ms: float) -> list[Event]:
+        if self._live:
+            return self._live_handback(ended_ms)
         out: list[Event] = []
         chain: dict[str | None, str] = {}
         for turn in self.turns:
@@ -272,6 +300,17 @@ class Takeover:
             "type": "message", "role": "system",
             "content": [{"type": "input_text", "text": note}]}})
         return out
+
+    def _live_handback(self, ended_ms: float) -> list[Event]:
+        """Live keeps no conversation items: one instructions append says what happened."""
+        spoke = sum(max(0.0, t.end_ms - t.start_ms) for t in self.turns) / 1000
+        start_s, end_s = self.started_ms / 1000, ended_ms / 1000
+        note = (f"A human supervisor had this call from {start_s:.0f} s to {end_s:.0f} s into "
+                f"it and spoke to the caller for about {spoke:.0f} s (not transcribed); you "
+                "did not hear the caller meanwhile. The supervisor has handed the call back to "
+                "you: continue from here.")
+        return [{"type": "session.instructions.append", "event_id": _gw_event(),
+                 "content": note, "delegation_id": None}]
 
     def stats(self) -> dict[str, Any]:
         return {"listener_id": self.listener_id, "since_ms": round(self.started_ms),
