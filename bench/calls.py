@@ -312,8 +312,27 @@ class Procs:
 SNAPSHOT: list[Path] = []
 
 
-def pythonpath() -> str:
-    return os.pathsep.join([*(str(p) for p in SNAPSHOT), str(ROOT)])
+#: Servers that run the gateway's source at another git revision (``--revision``).
+REVISIONS: dict[str, Path] = {}
+
+
+def pythonpath(server: str | None = None) -> str:
+    first = [REVISIONS[server]] if server in REVISIONS else SNAPSHOT
+    return os.pathsep.join([*(str(p) for p in first), str(ROOT)])
+
+
+def snapshot_revision(name: str, rev: str, logdir: Path) -> str:
+    """Extract ``gateway/`` as it was at ``rev`` (``git archive``) for server ``name``: a
+    change measured against its parent in one interleaved run. Returns the full hash."""
+    dest = logdir / f"rev-{name}"
+    dest.mkdir()
+    full = subprocess.run(["git", "rev-parse", "--verify", rev + "^{commit}"], cwd=ROOT,
+                          text=True, capture_output=True, check=True, timeout=10).stdout.strip()
+    archive = subprocess.run(["git", "archive", full, "gateway"], cwd=ROOT,
+                             capture_output=True, check=True, timeout=60).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True, timeout=60)
+    REVISIONS[name] = dest
+    return full
 
 
 def snapshot_gateway(logdir: Path) -> dict[str, Any]:
@@ -340,7 +359,7 @@ def snapshot_gateway(logdir: Path) -> dict[str, Any]:
 def server_command(server: str, port: int, upstream: str, extra_env: dict[str, str],
                    variants: dict[str, dict[str, str]] | None = None
                    ) -> tuple[list[str], dict[str, str], str]:
-    env = dict(os.environ, PYTHONPATH=pythonpath())
+    env = dict(os.environ, PYTHONPATH=pythonpath(server))
     if server == "gateway" or server in (variants or {}):
         env.update({"GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port),
                     "GATEWAY_API_KEYS": API_KEY, "GATEWAY_TOKEN_SECRET": "bench-secret",
@@ -714,6 +733,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="a gateway with other settings, run as server NAME in the same bench "
                         "(e.g. --variant asyncio:GATEWAY_SERVER_EVENT_LOOP=asyncio --servers "
                         "gateway,asyncio,naive): a setting's effect measured within one run")
+    p.add_argument("--revision", action="append", default=[], metavar="NAME=REV",
+                   help="the gateway's source at git revision REV, run as server NAME in the "
+                        "same bench (e.g. --revision before=HEAD~3 --servers before,gateway): "
+                        "a change against its parent within one run")
     p.add_argument("--pin", action="store_true",
                    help="server alone on CPU 0, echo upstream and callers on CPU 1: what one "
                         "process does with a core of its own (a 2-core host)")
@@ -742,6 +765,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for spec in args.variant:  # NAME:KEY=VALUE[,KEY=VALUE...]: the gateway with other settings
         name, _, kvs = spec.partition(":")
         args.variants[name] = dict(kv.split("=", 1) for kv in kvs.split(",") if kv)
+    args.revisions = dict(spec.split("=", 1) for spec in args.revision)
+    for name in args.revisions:
+        args.variants.setdefault(name, {})
     for s in args.server_list:
         if s not in SERVERS and s not in args.variants:
             p.error(f"unknown server {s!r} (known: {', '.join(SERVERS)} and --variant names)")
@@ -757,6 +783,8 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.UTC)
     print(f"{command}\nlogs: {logdir}", flush=True)
     source = snapshot_gateway(logdir)
+    for name, rev in args.revisions.items():
+        source[f"revision_{name}"] = snapshot_revision(name, rev, logdir)
     print(f"gateway source: {source}", flush=True)
     runs: list[dict[str, Any]] = []
     failures: list[str] = []

@@ -221,9 +221,9 @@ def tick_cost(ticks: int = 1500) -> dict[str, float]:
     packet). No network: each packet goes to one listener's queue."""
     import numpy as np
 
-    from gateway.session import SessionHooks
-    from gateway.supervise_mix import ListenHub, OpusOut
-    from gateway.supervise_peer import ListenerTrack
+    from gateway.call.session import SessionHooks
+    from gateway.supervise.mix import ListenHub, OpusOut
+    from gateway.supervise.peer import ListenerTrack
 
     t = np.arange(480 * ticks) / 24000
     caller = (4000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16).tobytes()

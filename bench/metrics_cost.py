@@ -45,13 +45,13 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import generate_latest
 
-import gateway.session as session_mod
+import gateway.call.session as session_mod
 from gateway import config as config_mod
-from gateway import policy
 from gateway.audio.formats import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 from gateway.audio.levels import CLIP_LEVEL, FLOOR_DBFS, Level, measure
-from gateway.metrics import Metrics
-from gateway.session import CallSession
+from gateway.call import policy
+from gateway.call.session import CallSession
+from gateway.obs.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "metrics_cost.json"

@@ -24,7 +24,7 @@ from aiohttp import web
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 
-from gateway.metrics import FRAME_BUCKETS, LAG_BUCKETS
+from gateway.obs.metrics import FRAME_BUCKETS, LAG_BUCKETS
 
 REG = CollectorRegistry()
 LAG = Histogram("gateway_event_loop_lag_seconds", "loop lag", buckets=LAG_BUCKETS, registry=REG)

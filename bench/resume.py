@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.appkeys import CALLS
-from gateway.continuity import UpstreamKeeper
+from gateway.api.appkeys import CALLS
+from gateway.call.continuity import UpstreamKeeper
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import running_gateway
 from tests.peers import ClientPeer, PcmSourceTrack, tone

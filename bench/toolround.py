@@ -17,7 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
-from gateway.appkeys import METRICS
+from gateway.api.appkeys import METRICS
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import running_gateway
 from tests.peers import ClientPeer, PcmSourceTrack, tone

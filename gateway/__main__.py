@@ -13,8 +13,9 @@ import threading
 from collections.abc import Coroutine
 from typing import IO, Any
 
+from gateway.obs.logs import setup_logging
+
 from . import config as config_mod
-from .logs import setup_logging
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -32,7 +33,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         cfg = config_mod.load(args.config, env)
         if args.workers > 1:
-            from .workers import run as run_workers
+            from gateway.cluster.workers import run as run_workers
 
             passthrough = ["--config", args.config] if args.config else []
             return run_workers(cfg, args.workers, passthrough, env)

@@ -9,16 +9,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from . import admin, demo, ops, signaling, signaling_ws, supervise
-from .appkeys import CALLS, CONFIG, FACTORY, HTTP, METRICS, REGISTRY, TOKENS
-from .calls import CallFactory
+from gateway.api import admin, demo, ops, realtime_http, realtime_ws, supervise, twilio
+from gateway.api.appkeys import CALLS, CONFIG, FACTORY, HTTP, METRICS, REGISTRY, TOKENS
+from gateway.api.tokens import TokenService
+from gateway.call.factory import CallFactory
+from gateway.cluster.redis_registry import open_registry
+from gateway.cluster.registry import LocalCalls
+from gateway.obs.metrics import Metrics
+
 from .config import Config
 from .errors import ApiError
-from .legs import twilio
-from .metrics import Metrics
-from .registry import LocalCalls
-from .registry_redis import open_registry
-from .tokens import TokenService
 
 log = logging.getLogger("gateway.app")
 
@@ -130,8 +130,8 @@ def make_app(config: Config, *, metrics: Metrics | None = None) -> web.Applicati
     app[EXTENSIONS] = []
     app.cleanup_ctx.append(_resources)
     app.cleanup_ctx.append(_loop_lag)
-    app.add_routes(signaling.routes)
-    app.add_routes(signaling_ws.routes)
+    app.add_routes(realtime_http.routes)
+    app.add_routes(realtime_ws.routes)
     app.add_routes(ops.routes)
     app.add_routes(twilio.routes)
     app.add_routes(supervise.routes)

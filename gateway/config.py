@@ -7,6 +7,7 @@ never shows the value, so a logged config cannot leak one.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import logging
 import os
 import secrets
@@ -59,7 +60,16 @@ VAD_PRESETS: dict[str, VadPreset] = {
     "phone_line": VadPreset(0.5, 300, 600),
 }
 
-#: Session fields a profile may open to clients. Anything else is always locked.
+#: The model names client code hard-codes, per API (the ``openai`` package's model lists):
+#: a profile with no ``models`` of its own answers to these.
+DEFAULT_MODEL_PATTERNS: dict[str, tuple[str, ...]] = {
+    "realtime": ("gpt-realtime*", "gpt-4o-realtime-preview*", "gpt-4o-mini-realtime-preview*",
+                 "gpt-4o-transcribe*", "gpt-4o-mini-transcribe*", "whisper-1"),
+    "live": ("gpt-live*",),
+}
+APIS = frozenset(DEFAULT_MODEL_PATTERNS)
+
+#: Session fields a profile may lock (``Profile.locked``). The model is always the operator's.
 CHANGEABLE_FIELDS = frozenset({
     "instructions", "voice", "speed", "turn_detection", "tools", "tool_choice",
     "output_modalities", "transcription", "noise_reduction", "max_output_tokens", "include",
@@ -69,25 +79,40 @@ CHANGEABLE_FIELDS = frozenset({
 
 @dataclass(frozen=True, slots=True)
 class Profile:
+    """An agent: what the operator decides for the calls that pick it.
+
+    Transparent by default: a client may set any session field it could set at OpenAI, and
+    nothing is locked until ``locked`` names it. The upstream model is always the operator's.
+    """
+
     name: str
-    #: What clients see as ``model`` and may send to pick this profile.
+    #: Which OpenAI voice API this profile's calls speak upstream: "realtime" or "live".
+    api: str = "realtime"
+    #: What clients see as ``model``.
     model: str = "gpt-realtime"
-    #: Other model names that pick this profile: clients keep whatever model string their
-    #: code already sends (GA names and the retired beta preview names).
-    aliases: tuple[str, ...] = (
-        "gpt-realtime-2025-08-28", "gpt-realtime-mini", "gpt-4o-realtime-preview",
-        "gpt-4o-realtime-preview-2024-10-01", "gpt-4o-realtime-preview-2024-12-17",
-        "gpt-4o-realtime-preview-2025-06-03", "gpt-4o-mini-realtime-preview",
-        "gpt-4o-mini-realtime-preview-2024-12-17")
+    #: Model names that pick this profile: exact names or shell patterns (``gpt-realtime*``).
+    #: Empty: the usual names of the profile's API (see :data:`DEFAULT_MODEL_PATTERNS`).
+    models: tuple[str, ...] = ()
+    #: Exact model names that also pick this profile (kept for older configs).
+    aliases: tuple[str, ...] = ()
     #: The real upstream model; never shown to a client.
     upstream_model: str = "gpt-realtime"
     instructions: str = "You are a helpful, concise voice assistant."
     voice: str = "marin"
     turn_detection: str = "quiet_office"
     transcription_model: str | None = "gpt-4o-mini-transcribe"
+    #: Server tools: run on the gateway. Tools a client declares are the client's own.
     tools: tuple[str, ...] = ("lookup_customer", "schedule_appointment")
-    client_may_change: tuple[str, ...] = ("voice", "turn_detection", "transcription",
-                                          "output_modalities", "noise_reduction")
+    #: Session fields (from :data:`CHANGEABLE_FIELDS`) a client holding a token may not
+    #: change, on any event that can carry them (``session.update``, ``response.create``,
+    #: ``conversation.item.create`` with a system/developer message, Live's appends).
+    locked: tuple[str, ...] = ()
+    #: Locks hold for API-key holders too (a backend minting tokens, a server program on the
+    #: WebSocket, a sideband connection); by default those are trusted like an OpenAI key.
+    lock_api_keys: bool = False
+    #: Older configs: the fields a client may change (every other changeable field is
+    #: locked). Superseded by ``locked``; empty means "not used".
+    client_may_change: tuple[str, ...] = ()
     recording: bool = True
     #: Record only calls whose token request carried ``recording_consent: true``.
     recording_requires_consent: bool = False
@@ -96,6 +121,22 @@ class Profile:
 
     def names(self) -> tuple[str, ...]:
         return (self.model, *self.aliases)
+
+    def model_patterns(self) -> tuple[str, ...]:
+        return self.models or DEFAULT_MODEL_PATTERNS.get(self.api, ())
+
+    def matches_model(self, model: str) -> bool:
+        """Exact names first (``model``, ``aliases``, the profile's own name), then patterns."""
+        if model in self.names() or model == self.name:
+            return True
+        return any(fnmatch.fnmatchcase(model, pat) for pat in self.model_patterns())
+
+    def locked_fields(self) -> frozenset[str]:
+        if self.locked:
+            return frozenset(self.locked)
+        if self.client_may_change:
+            return CHANGEABLE_FIELDS - frozenset(self.client_may_change)
+        return frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,14 +313,32 @@ class Config:
     secrets: Secrets = field(default_factory=Secrets)
     tools: Mapping[str, ToolConfig] = field(default_factory=dict)
 
-    def profile_for_model(self, model: str | None) -> Profile | None:
-        """The profile a client's ``model`` names; the default profile when it names none."""
+    def profile_for_model(self, model: str | None, api: str | None = None) -> Profile | None:
+        """The profile a client's ``model`` names; the default profile when it names none.
+
+        Exact names win over patterns; among patterns the first profile in the file wins.
+        ``api`` ("realtime"/"live") prefers that API's profiles for an empty model."""
         if not model:
-            return self.profiles.get(self.default_profile)
+            default = self.profiles.get(self.default_profile)
+            if api is None or (default is not None and default.api == api):
+                return default
+            return next((p for p in self.profiles.values() if p.api == api), default)
         for p in self.profiles.values():
             if model in p.names() or model == p.name:
                 return p
+        for p in self.profiles.values():
+            if p.matches_model(model):
+                return p
         return None
+
+    def offered_models(self) -> list[str]:
+        """What an unknown model's error lists: each profile's name and its patterns."""
+        out: list[str] = []
+        for p in self.profiles.values():
+            for m in (p.model, *p.model_patterns()):
+                if m not in out:
+                    out.append(m)
+        return out
 
 
 BUILTIN_TOOLS = frozenset({"lookup_customer", "schedule_appointment"})
@@ -363,9 +422,17 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
         if p.turn_detection not in VAD_PRESETS and p.turn_detection != "none":
             raise ValueError(f"profiles.{name}.turn_detection: unknown preset {p.turn_detection!r}"
                              f" (known: {sorted(VAD_PRESETS)} or 'none')")
-        bad = set(p.client_may_change) - CHANGEABLE_FIELDS
-        if bad:
-            raise ValueError(f"profiles.{name}.client_may_change: unknown field(s) {sorted(bad)}")
+        for key in ("client_may_change", "locked"):
+            bad = set(getattr(p, key)) - CHANGEABLE_FIELDS
+            if bad:
+                raise ValueError(f"profiles.{name}.{key}: unknown field(s) {sorted(bad)} "
+                                 f"(known: {sorted(CHANGEABLE_FIELDS)})")
+        if p.api not in APIS:
+            raise ValueError(f"profiles.{name}.api: {p.api!r} is not one of {sorted(APIS)}")
+        if p.client_may_change and not p.locked:
+            log.warning("profiles.%s.client_may_change is superseded by 'locked' (the fields "
+                        "a client may not change); read as locked = %s", name,
+                        sorted(p.locked_fields()))
         profiles[name] = p
     if not profiles:
         profiles = {"default": Profile(name="default")}

@@ -15,7 +15,8 @@ import signal
 
 from aiohttp import web
 
-from .appkeys import CALLS
+from gateway.api.appkeys import CALLS
+
 from .config import Config
 from .upstream.client import gateway_event_id
 
@@ -73,7 +74,7 @@ async def serve(app: web.Application, config: Config) -> int:
     await site.start()
     if config.server.worker_index >= 0:
         # The worker's own address, for requests forwarded by the other workers.
-        from .workers import internal_port
+        from gateway.cluster.workers import internal_port
 
         internal = web.TCPSite(runner, "127.0.0.1",
                                internal_port(config.server.port, config.server.worker_index))

@@ -13,8 +13,8 @@ import yaml
 from aiohttp.web import RouteDef
 
 from gateway import config as config_mod
+from gateway.api.ops import routes
 from gateway.lifecycle import GOODBYE_S
-from gateway.ops import routes
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 K8S = DEPLOY / "k8s"

@@ -11,6 +11,8 @@ an int), so ``audio_start_ms: 12.0`` fails as it would for a typed client.
 API (reused by other suites, keep it stable):
     validate_server_event(event: dict) -> None   # AssertionError on any violation
     validate_client_event(event: dict) -> None
+    validate_live_server_event(event: dict) -> None   # the same, against openai.types.live
+    validate_live_client_event(event: dict) -> None
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Annotated, Any, Union
 import pydantic
 from pydantic import Field, TypeAdapter
 
-__all__ = ["validate_client_event", "validate_server_event"]
+__all__ = ["validate_client_event", "validate_live_client_event", "validate_live_server_event",
+           "validate_server_event"]
 
 
 def _discriminated(alias: Any) -> TypeAdapter[Any]:
@@ -43,6 +46,20 @@ def _client_adapter() -> TypeAdapter[Any]:
     from openai.types.realtime import RealtimeClientEvent
 
     return _discriminated(RealtimeClientEvent)
+
+
+@cache
+def _live_server_adapter() -> TypeAdapter[Any]:
+    from openai.types.live import ServerEvent
+
+    return _discriminated(ServerEvent)
+
+
+@cache
+def _live_client_adapter() -> TypeAdapter[Any]:
+    from openai.types.live import ClientEvent
+
+    return _discriminated(ClientEvent)
 
 
 def _walk_extras(obj: object, path: str, found: list[str]) -> None:
@@ -86,3 +103,14 @@ def validate_server_event(event: dict[str, Any]) -> None:
 def validate_client_event(event: dict[str, Any]) -> None:
     """Raise AssertionError unless ``event`` is a valid GA client event with no unknown keys."""
     _validate(_client_adapter(), event, "client")
+
+
+def validate_live_server_event(event: dict[str, Any]) -> None:
+    """Raise AssertionError unless ``event`` is a valid GPT-Live server event
+    (``openai.types.live.ServerEvent``) with no undeclared key."""
+    _validate(_live_server_adapter(), event, "live server")
+
+
+def validate_live_client_event(event: dict[str, Any]) -> None:
+    """Raise AssertionError unless ``event`` is a valid GPT-Live client event."""
+    _validate(_live_client_adapter(), event, "live client")

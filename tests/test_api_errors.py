@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from gateway.appkeys import CALLS
+from gateway.api.appkeys import CALLS
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import API_KEY, Gateway, running_gateway
 from tests.peers import ClientPeer, PcmSourceTrack, tone

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.appkeys import CALLS
+from gateway.api.appkeys import CALLS
 from tests.browser import chromium
 from tests.gateway_fixtures import running_gateway
 from tests.test_e2e_local_engine import SPEECH

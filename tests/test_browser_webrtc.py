@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from gateway.appkeys import CALLS
+from gateway.api.appkeys import CALLS
 from tests.browser import Page, chromium
 from tests.fake_upstream import REAL_MODEL, running_fake
 from tests.gateway_fixtures import API_KEY, running_gateway

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.appkeys import METRICS
+from gateway.api.appkeys import METRICS
 from tests.gateway_fixtures import running_gateway
 from tests.peers import ClientPeer, PcmSourceTrack, from_pcm
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.appkeys import CALLS, METRICS
+from gateway.api.appkeys import CALLS, METRICS
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import running_gateway
 from tests.peers import ClientPeer, PcmSourceTrack, silence, tone

@@ -7,8 +7,8 @@ import random
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from gateway.hotmetrics import HotCounter, HotHistogram
-from gateway.metrics import DBFS_BUCKETS, FRAME_BUCKETS
+from gateway.obs.hotmetrics import HotCounter, HotHistogram
+from gateway.obs.metrics import DBFS_BUCKETS, FRAME_BUCKETS
 
 
 def exposition(registry: CollectorRegistry) -> list[str]:

@@ -21,7 +21,7 @@ from aioice.ice import get_host_addresses
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.sdp import SessionDescription
 
-from gateway.appkeys import CALLS, FACTORY, METRICS
+from gateway.api.appkeys import CALLS, FACTORY, METRICS
 from gateway.config import MediaConfig
 from gateway.legs.ice import (
     MediaNetwork,

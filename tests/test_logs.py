@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from gateway.appkeys import CALLS
-from gateway.logs import JsonFormatter, _CallIdFilter
+from gateway.api.appkeys import CALLS
+from gateway.obs.logs import JsonFormatter, _CallIdFilter
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import running_gateway
 from tests.peers import ClientPeer, PcmSourceTrack, tone

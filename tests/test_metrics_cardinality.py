@@ -23,7 +23,7 @@ import numpy as np
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.appkeys import CALLS
+from gateway.api.appkeys import CALLS
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import ADMIN, API_KEY, Gateway, running_gateway
 from tests.waiting import until

@@ -29,10 +29,10 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from gateway import config as config_mod
+from gateway.api.appkeys import CALLS, METRICS, REGISTRY
 from gateway.app import make_app
-from gateway.appkeys import CALLS, METRICS, REGISTRY
-from gateway.registry_redis import LostCallReporter, RedisRegistry, RegistryStartError
-from gateway.registry_redis import open_registry as open_reg
+from gateway.cluster.redis_registry import LostCallReporter, RedisRegistry, RegistryStartError
+from gateway.cluster.redis_registry import open_registry as open_reg
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import ADMIN, API_KEY, Gateway
 from tests.peers import ClientPeer, PcmSourceTrack, tone

@@ -33,7 +33,7 @@ import numpy.typing as npt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.appkeys import CALLS
+from gateway.api.appkeys import CALLS
 from tests.fake_upstream import FakeUpstream, running_fake
 from tests.gateway_fixtures import running_gateway
 from tests.peers import FRAME, RATE, ClientPeer, PcmSourceTrack

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from gateway.appkeys import CALLS, METRICS
+from gateway.api.appkeys import CALLS, METRICS
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import running_gateway
 from tests.peers import ClientPeer, PcmSourceTrack, tone

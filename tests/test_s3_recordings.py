@@ -17,7 +17,7 @@ from aiohttp import web
 from moto.server import ThreadedMotoServer
 
 from gateway import config as config_mod
-from gateway.appkeys import METRICS, S3_UPLOADER
+from gateway.api.appkeys import METRICS, S3_UPLOADER
 from gateway.recording import manifest
 from gateway.recording.s3 import S3Uploader
 from tests import s3_fixtures

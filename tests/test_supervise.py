@@ -19,12 +19,12 @@ import numpy as np
 import numpy.typing as npt
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from gateway.appkeys import CALLS
+from gateway.api.appkeys import CALLS
 from gateway.audio.g711 import ulaw_decode, ulaw_encode
+from gateway.call.session import CallSession
 from gateway.recording.store import RecordingStore
-from gateway.session import CallSession
-from gateway.supervise import supervision
-from gateway.supervise_takeover import Takeover, Turn
+from gateway.supervise.supervision import supervision
+from gateway.supervise.takeover import Takeover, Turn
 from tests.fake_twilio import FakeTwilio
 from tests.fake_upstream import FakeUpstream, running_fake
 from tests.gateway_fixtures import ADMIN, Gateway, running_gateway

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.appkeys import METRICS
+from gateway.api.appkeys import METRICS
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import running_gateway
 from tests.peers import ClientPeer, PcmSourceTrack, from_pcm, tone

@@ -20,11 +20,11 @@ import aiohttp
 import numpy as np
 import pytest
 
-from gateway.appkeys import CALLS, FACTORY, METRICS
+from gateway.api.appkeys import CALLS, FACTORY, METRICS
 from gateway.audio.g711 import ulaw_decode, ulaw_encode
+from gateway.call.session import CallSession
 from gateway.legs.twilio_audio import MarkLedger, MulawPlayout, PcmToMulaw
 from gateway.legs.twilio_leg import LEAD_S, TwilioLeg, as_int
-from gateway.session import CallSession
 from tests.fake_twilio import FakeTwilio, TwilioStream, parse_twiml, sid
 from tests.fake_upstream import FakeUpstream, running_fake
 from tests.gateway_fixtures import Gateway, running_gateway

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import numpy.typing as npt
 
-from gateway.appkeys import CALLS
+from gateway.api.appkeys import CALLS
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import running_gateway
 from tests.peers import FRAME, ClientPeer, PcmSourceTrack, tone

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from gateway.appkeys import CALLS
+from gateway.api.appkeys import CALLS
 from tests.fake_upstream import REAL_MODEL, running_fake
 from tests.gateway_fixtures import running_gateway
 from tests.peers import ClientPeer, PcmSourceTrack, dominant_freq, rms_dbfs, tone
@@ -60,8 +60,15 @@ async def test_tone_reaches_upstream_and_agent_audio_reaches_client() -> None:
         await until(lambda: not gw.app[CALLS], 10, 'the call ended')
 
 
+LOCKED_INSTRUCTIONS = """
+[profiles.locked]
+model = "gpt-realtime"
+locked = ["instructions"]
+"""
+
+
 async def test_client_events_flow_upstream_after_policy() -> None:
-    async with running_fake() as (fake, url), running_gateway(url) as gw:
+    async with running_fake() as (fake, url), running_gateway(url, toml=LOCKED_INSTRUCTIONS) as gw:
         token = await gw.mint()
         peer = ClientPeer(PcmSourceTrack(tone(300.0, -30.0)))
         try:
@@ -72,7 +79,7 @@ async def test_client_events_flow_upstream_after_policy() -> None:
             upd = await peer.next_event("session.updated")
             assert upd["session"]["audio"]["output"]["voice"] == "cedar"
             assert upd["session"]["model"] == "gpt-realtime"
-            # instructions are locked by the default profile: refused, with the field named.
+            # instructions are locked by this profile: refused, with the field named.
             peer.send({"type": "session.update", "event_id": "c2",
                        "session": {"type": "realtime", "instructions": "be rude"}})
             err = await peer.next_event("error")

@@ -10,7 +10,7 @@ import numpy as np
 import websockets
 from openai import AsyncOpenAI
 
-from gateway.appkeys import CALLS
+from gateway.api.appkeys import CALLS
 from tests.fake_upstream import REAL_MODEL, running_fake
 from tests.gateway_fixtures import API_KEY, running_gateway
 from tests.peers import dominant_freq

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import websockets
 
-from gateway.workers import internal_port
+from gateway.cluster.workers import internal_port
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import ADMIN, API_KEY
 from tests.test_drain import free_port

@@ -1,1 +1,4 @@
-"""Pure, synchronous audio conversions. Nothing in this package touches asyncio."""
+"""Pure, synchronous audio conversions. Nothing in this package touches asyncio.
+
+May import: nothing of the gateway (numpy and libopus only).
+"""

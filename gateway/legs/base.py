@@ -11,7 +11,7 @@ from .playout import QueuedFrame
 
 
 class LegSink(Protocol):
-    """What a leg tells its call. Implemented by :class:`gateway.session.CallSession`."""
+    """What a leg tells its call. Implemented by :class:`gateway.call.session.CallSession`."""
 
     def on_client_text(self, text: str) -> None: ...
 

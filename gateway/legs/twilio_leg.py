@@ -47,7 +47,7 @@ FRAME_S = FRAME_MS / 1000
 
 
 class TwilioSink(Protocol):
-    """What the leg tells its call (:class:`gateway.session.CallSession`)."""
+    """What the leg tells its call (:class:`gateway.call.session.CallSession`)."""
 
     def on_caller_audio(self, pcm: npt.NDArray[np.int16], wire: bytes | None = None) -> None: ...
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,12 +21,8 @@ from .protocol import (
     new_id,
     server_event,
 )
+from .session import Handler, Session
 from .sessionconfig import WireFormat
-
-if TYPE_CHECKING:
-    from .session import Session
-
-Handler = Callable[["Session", Json], Awaitable[None]]
 
 #: Input audio goes to the worker in pieces of at most this much, so one huge append never
 #: holds the GIL (pocketsphinx keeps it while decoding) for long.

@@ -18,6 +18,10 @@ from aiohttp import web
 
 from .config import EngineConfig
 from .engine import Engine
+from .handlers import HANDLERS
+from .live_backend import emit_function_call
+from .live_handlers import LIVE_HANDLERS
+from .live_session import LiveSession
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -25,6 +29,7 @@ log = logging.getLogger(__name__)
 CONFIG_KEY = web.AppKey("localrt_config", EngineConfig)
 ENGINE_KEY = web.AppKey("localrt_engine", Engine)
 SESSIONS_KEY: web.AppKey[set[Session]] = web.AppKey("localrt_sessions")
+LIVE_SESSIONS_KEY: web.AppKey[set[LiveSession]] = web.AppKey("localrt_live_sessions")
 
 #: A 15 MiB append is ~20 MiB of base64 in JSON; larger frames would close the socket
 #: instead of earning the client an error event.
@@ -38,9 +43,11 @@ def make_app(config: EngineConfig | None = None, *,
     app = web.Application()
     app[CONFIG_KEY] = config or (engine.config if engine else EngineConfig())
     app[SESSIONS_KEY] = set()
+    app[LIVE_SESSIONS_KEY] = set()
     app.cleanup_ctx.append(_engine_ctx(engine))
     app.on_shutdown.append(_close_sessions)
     app.router.add_get("/v1/realtime", _realtime)
+    app.router.add_get("/v1/live/sessions", _live)
     app.router.add_get("/healthz", _healthz)
     return app
 
@@ -65,22 +72,48 @@ async def _close_sessions(app: web.Application) -> None:
     sessions: set[Session] = app[SESSIONS_KEY]
     for session in list(sessions):
         await session.close()
+    lives: set[LiveSession] = app[LIVE_SESSIONS_KEY]
+    for live in list(lives):
+        await live.close()
 
 
 async def _healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+def _websocket_required() -> web.Response:
+    body = {"error": {"type": "invalid_request_error", "code": "websocket_required",
+                      "message": "Connect with a WebSocket upgrade.", "param": None}}
+    return web.json_response(body, status=400, dumps=json.dumps)
+
+
+async def _live(request: web.Request) -> web.StreamResponse:
+    """GPT-Live over a WebSocket: ``session.start`` first (``live_session.py``)."""
+    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, compress=False)
+    if not ws.can_prepare(request).ok:
+        return _websocket_required()
+    await ws.prepare(request)
+    app = request.app
+    session = LiveSession(ws, app[ENGINE_KEY], app[CONFIG_KEY], LIVE_HANDLERS,
+                          emit_function_call)
+    log.info("live session %s opened", session.id)
+    app[LIVE_SESSIONS_KEY].add(session)
+    try:
+        await session.run()
+    finally:
+        app[LIVE_SESSIONS_KEY].discard(session)
+        log.info("live session %s closed", session.id)
+    return ws
+
+
 async def _realtime(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(protocols=("realtime",), max_msg_size=MAX_FRAME_BYTES,
                                compress=False)
     if not ws.can_prepare(request).ok:
-        body = {"error": {"type": "invalid_request_error", "code": "websocket_required",
-                          "message": "Connect with a WebSocket upgrade.", "param": None}}
-        return web.json_response(body, status=400, dumps=json.dumps)
+        return _websocket_required()
     await ws.prepare(request)
     app = request.app
-    session = Session(ws, app[ENGINE_KEY], app[CONFIG_KEY])
+    session = Session(ws, app[ENGINE_KEY], app[CONFIG_KEY], HANDLERS)
     log.info("session %s opened (model requested: %s)", session.id,
              request.query.get("model", "-"))
     app[SESSIONS_KEY].add(session)

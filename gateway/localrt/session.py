@@ -13,7 +13,7 @@ import asyncio
 import copy
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -46,10 +46,16 @@ T = TypeVar("T")
 
 _BINARY = object()  # inbox marker for a binary frame
 
+Handler = Callable[["Session", Json], Awaitable[None]]
+
 
 class Session:
-    def __init__(self, ws: web.WebSocketResponse, engine: Engine, settings: EngineConfig) -> None:
+    def __init__(self, ws: web.WebSocketResponse, engine: Engine, settings: EngineConfig,
+                 handlers: Mapping[str, Handler]) -> None:
         self.ws = ws
+        #: Client event type -> handler (``handlers.HANDLERS``, passed in by the server so
+        #: this module does not import the handlers that import it).
+        self._handlers = handlers
         self.engine = engine
         self.settings = settings
         self.id = new_id("sess")
@@ -132,8 +138,7 @@ class Session:
                 return
 
     async def _dispatch_loop(self) -> None:
-        from .handlers import HANDLERS
-
+        handlers = self._handlers
         while True:
             raw = await self._inbox.get()
             event_id: str | None = None
@@ -144,10 +149,10 @@ class Session:
                 event = parse_client_event(raw)
                 event_id = client_event_id(event)
                 kind = event_type(event)
-                handler = HANDLERS.get(kind)
+                handler = handlers.get(kind)
                 if handler is None:
                     raise ClientError("invalid_value", f"Invalid value: '{kind}'. Supported "
-                                      f"values are: {', '.join(sorted(HANDLERS))}.", "type")
+                                      f"values are: {', '.join(sorted(handlers))}.", "type")
                 if (not self.configured and kind != "session.update"
                         and self.settings.require_session_update):
                     raise ClientError("session_not_configured",

@@ -3,13 +3,13 @@
 - ``CallRecorder`` (recorder.py): what a call session records into; a writer thread per call.
 - ``recover`` (recover.py): run at start-up; finalizes calls whose process died.
 - ``RecordingStore`` (store.py): list / verify / export / delete / purge, from the files.
-- ``add_routes`` (api.py): ``/admin/recordings`` behind the admin token.
 - ``cli.main``: ``python -m gateway recordings ...``.
+
+May import: audio, obs, config/ids/errors. Its HTTP routes are ``gateway.api.recordings``.
 """
 
 from __future__ import annotations
 
-from .api import RECORDINGS_ROOT, RECORDINGS_STORE, add_routes
 from .recorder import CallRecorder, TranscriptKind
 from .recover import recover
 from .store import (
@@ -22,8 +22,6 @@ from .store import (
 )
 
 __all__ = [
-    "RECORDINGS_ROOT",
-    "RECORDINGS_STORE",
     "CallRecorder",
     "InvalidCallId",
     "InvalidQuery",
@@ -32,6 +30,5 @@ __all__ = [
     "RecordingNotFound",
     "RecordingStore",
     "TranscriptKind",
-    "add_routes",
     "recover",
 ]

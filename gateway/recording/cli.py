@@ -29,7 +29,8 @@ from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
-from .. import config as config_mod
+from gateway import config as config_mod
+
 from .layout import parse_time
 from .recover import recover
 from .s3_list import S3Listing, list_merged

@@ -1,1 +1,4 @@
-"""Server-side tools: their declarations (JSON schema) and their execution."""
+"""Server-side tools: their declarations (JSON schema) and their execution.
+
+May import: config/ids/errors only.
+"""

@@ -57,6 +57,28 @@ def realtime_url(base: str, model: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
+async def open_websocket(http: aiohttp.ClientSession, url: str, api_key: str,
+                         timeout_s: float) -> aiohttp.ClientWebSocketResponse:
+    """The upstream's WebSocket, or an ``UpstreamError`` saying whether a retry may help."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        return await asyncio.wait_for(
+            http.ws_connect(url, headers=headers, heartbeat=20.0,
+                            max_msg_size=32 * 1024 * 1024, compress=0),
+            timeout_s)
+    except TimeoutError as e:
+        raise UpstreamError("upstream_timeout", "The upstream did not answer in time.",
+                            retryable=True) from e
+    except aiohttp.WSServerHandshakeError as e:
+        retry = e.status >= 500 or e.status == 429
+        raise UpstreamError("upstream_rejected",
+                            f"The upstream refused the connection (HTTP {e.status}).",
+                            retryable=retry) from e
+    except (aiohttp.ClientError, OSError) as e:
+        raise UpstreamError("upstream_unreachable", "The upstream is unreachable.",
+                            retryable=True) from e
+
+
 class UpstreamConnection:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, queue_size: int,
                  on_drop: Callable[[], None] | None = None) -> None:
@@ -70,23 +92,7 @@ class UpstreamConnection:
     async def connect(cls, http: aiohttp.ClientSession, *, url: str, model: str, api_key: str,
                       timeout_s: float, queue_size: int = 250,
                       on_drop: Callable[[], None] | None = None) -> UpstreamConnection:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        try:
-            ws = await asyncio.wait_for(
-                http.ws_connect(realtime_url(url, model), headers=headers, heartbeat=20.0,
-                                max_msg_size=32 * 1024 * 1024, compress=0),
-                timeout_s)
-        except TimeoutError as e:
-            raise UpstreamError("upstream_timeout", "The upstream did not answer in time.",
-                                retryable=True) from e
-        except aiohttp.WSServerHandshakeError as e:
-            retry = e.status >= 500 or e.status == 429
-            raise UpstreamError("upstream_rejected",
-                                f"The upstream refused the connection (HTTP {e.status}).",
-                                retryable=retry) from e
-        except (aiohttp.ClientError, OSError) as e:
-            raise UpstreamError("upstream_unreachable", "The upstream is unreachable.",
-                                retryable=True) from e
+        ws = await open_websocket(http, realtime_url(url, model), api_key, timeout_s)
         return cls(ws, queue_size, on_drop)
 
     async def _send_loop(self) -> None:
@@ -117,16 +123,18 @@ class UpstreamConnection:
                 self._on_drop()
             self._queue.put_nowait(data)
 
+    #: The JSON an audio append starts with; ``send_audio`` appends the base64 and ``"}``.
+    AUDIO_APPEND_PREFIX = '{"type":"input_audio_buffer.append","audio":"'
+
     def send_audio(self, b64audio: str) -> bool:
-        """Queue an ``input_audio_buffer.append``; False (dropped) when the upstream lags."""
+        """Queue an audio append; False (dropped) when the upstream lags."""
         if self.closed:
             return False
         if self._queue.full():
             if self._on_drop:
                 self._on_drop()
             return False
-        self._queue.put_nowait(
-            '{"type":"input_audio_buffer.append","audio":"' + b64audio + '"}')
+        self._queue.put_nowait(self.AUDIO_APPEND_PREFIX + b64audio + '"}')
         return True
 
     async def recv(self) -> Event:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import soxr
+from websockets.exceptions import ConnectionClosedOK
 
 from gateway.audio.g711 import ulaw_encode
 from tests.fixtures.make_speech import load
@@ -64,6 +65,10 @@ class Probe:
     """Records and validates every server event (tests/oracle.py) from a background reader;
     tests then await the next event of a type."""
 
+    validate: Callable[[Event], None] = staticmethod(validate_server_event)
+    #: Whether the server closing the socket cleanly ends the recording (not a failure).
+    close_is_normal = False
+
     def __init__(self, conn: Any) -> None:
         self.conn = conn
         self.events: list[Event] = []
@@ -71,6 +76,7 @@ class Probe:
         self._changed = asyncio.Event()
         self._failure: BaseException | None = None
         self._reader: asyncio.Task[None] | None = None
+        self.closed = False  # the server closed the socket cleanly (close_is_normal)
 
     async def __aenter__(self) -> Probe:
         self._reader = asyncio.create_task(self._read())
@@ -89,11 +95,17 @@ class Probe:
             while True:
                 raw = await self.conn.recv_bytes()
                 event = json.loads(raw)
-                validate_server_event(event)
+                self.validate(event)
                 self.events.append(event)
                 self._changed.set()
         except asyncio.CancelledError:
             raise
+        except ConnectionClosedOK as exc:
+            if self.close_is_normal:
+                self.closed = True
+            else:
+                self._failure = exc
+            self._changed.set()
         except BaseException as exc:  # noqa: BLE001 - surfaced to the waiting test
             self._failure = exc
             self._changed.set()
@@ -123,6 +135,15 @@ class Probe:
                     if ev["type"] == type_ and (pred is None or pred(ev)):
                         self._cursor = i + 1
                         return ev
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_closed(self, within: float = 5.0) -> None:
+        """Until the server has closed the socket cleanly (``close_is_normal``)."""
+        async with asyncio.timeout(within):
+            while not self.closed:
+                if self._failure is not None:
+                    raise self._failure
                 self._changed.clear()
                 await self._changed.wait()
 

@@ -14,7 +14,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from gateway.recording import RECORDINGS_ROOT, CallRecorder, RecordingStore, add_routes
+from gateway.api.recordings import RECORDINGS_ROOT, add_routes
+from gateway.recording import CallRecorder, RecordingStore
 
 from .conftest import ORDER
 

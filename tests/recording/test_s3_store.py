@@ -17,8 +17,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway import config as config_mod
-from gateway.appkeys import S3_UPLOADER
-from gateway.recording import RecordingStore, add_routes
+from gateway.api.appkeys import S3_UPLOADER
+from gateway.api.recordings import add_routes
+from gateway.recording import RecordingStore
 from gateway.recording.s3 import UPLOADED, S3Uploader
 from tests.s3_fixtures import SECRET, free_port, gw_env, moto_server, s3_client, set_credentials
 
