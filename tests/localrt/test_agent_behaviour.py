@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from gateway.guards import DEAD_MIC_PROMPT, IDLE_GOODBYE, IDLE_PROMPT
+from gateway.call.guards import DEAD_MIC_PROMPT, IDLE_GOODBYE, IDLE_PROMPT
+from gateway.call.toolrounds import FILLER_TEXT
 from gateway.lifecycle import GOODBYE
 from gateway.localrt.agent import Agent, Turn
-from gateway.toolrounds import FILLER_TEXT
 
 WEATHER = {"type": "function", "name": "get_weather",
            "description": "Get the weather forecast for a city.",
