@@ -32,7 +32,9 @@ from bench.wer_corpus import CONDITIONS, Clip, clips, wer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "wer.json"
-BACKENDS = ("whisper", "pocketsphinx")
+#: name -> (EngineConfig.asr, Whisper beam width)
+BACKENDS = {"whisper": ("whisper", 3), "whisper-greedy": ("whisper", 1),
+            "pocketsphinx": ("pocketsphinx", 1)}
 
 
 def rss_mb() -> float:
@@ -59,7 +61,7 @@ def transcribe(asr: Any, vads: Any, item: Clip) -> str:
     return " ".join(heard)
 
 
-def measure_recogniser(kind: str, quick: bool) -> dict[str, Any]:
+def measure_recogniser(name: str, quick: bool) -> dict[str, Any]:
     """Runs in a child process: load, then decode the whole test set."""
     from gateway.localrt.config import EngineConfig
     from gateway.localrt.recognition import load
@@ -69,8 +71,9 @@ def measure_recogniser(kind: str, quick: bool) -> dict[str, Any]:
                   conditions=["clean", "snr10", "phone"] if quick else None)
     vads = SileroPool(1)
     cfg = EngineConfig()
+    kind, beam = BACKENDS[name]
     rss0, t0 = rss_mb(), time.perf_counter()
-    asr = load(kind, cfg.asr_generic_decoders, cfg.asr_accept_score, cfg.asr_threads)
+    asr = load(kind, cfg.asr_generic_decoders, cfg.asr_accept_score, cfg.asr_threads, beam)
     startup_s, rss_load = time.perf_counter() - t0, rss_mb() - rss0
     transcribe(asr, vads, items[0])  # first-call allocations, as the engine's warm-up does
     groups: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -93,11 +96,12 @@ def measure_recogniser(kind: str, quick: bool) -> dict[str, Any]:
             "errors": examples}
 
 
-def turn_latency(kind: str) -> dict[str, Any]:
+def turn_latency(name: str) -> dict[str, Any]:
     from bench.localrt_latency import SILENCE_MS, run_stream, start_engine
     from tests.fixtures.make_speech import PHRASES
 
-    proc, url = start_engine("--asr", kind)
+    kind, beam = BACKENDS[name]
+    proc, url = start_engine("--asr", kind, "--asr-beam", str(beam))
     try:
         turns = asyncio.run(run_stream(url, list(PHRASES)))
     finally:
@@ -132,7 +136,8 @@ def summarise(kind: str, r: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--asr", default=",".join(BACKENDS), help="comma-separated")
+    parser.add_argument("--asr", default=",".join(BACKENDS),
+                        help=f"comma-separated, of: {', '.join(BACKENDS)}")
     parser.add_argument("--quick", action="store_true", help="4+4 phrases, 3 conditions")
     parser.add_argument("--no-latency", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)

@@ -32,6 +32,9 @@ class EngineConfig:
     asr: str = "whisper"
     #: CTranslate2 threads per Whisper decode.
     asr_threads: int = 2
+    #: Whisper's beam width (1 = greedy: ~25 % less decoder CPU, more errors off the
+    #: engine's own voice; see BENCHMARKS.md "Recogniser WER").
+    asr_beam_size: int = 3
     #: pocketsphinx: generic-LM decoders (~90 MB each) streaming alongside the domain
     #: decoder, one per speaker talking at the same moment; past that, low-scoring turns
     #: are re-decoded.

@@ -23,8 +23,9 @@ class Engine:
         self.config = config or EngineConfig()
         t0 = time.perf_counter()
         self.voice = Voice(self.config.tts_threads)
-        self.asr = load(self.config.asr, self.config.asr_generic_decoders,
-                        self.config.asr_accept_score, self.config.asr_threads)
+        cfg = self.config
+        self.asr = load(cfg.asr, cfg.asr_generic_decoders, cfg.asr_accept_score,
+                        cfg.asr_threads, cfg.asr_beam_size)
         self.vads = SileroPool(self.config.vad_prewarm)
         self._warm_up()
         log.info("local engine ready in %.2f s", time.perf_counter() - t0)

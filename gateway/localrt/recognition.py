@@ -37,11 +37,11 @@ class Recognition(Protocol):
 
 
 def load(kind: str, generic_decoders: int, accept_score: float,
-         threads: int) -> Recognition:
+         threads: int, beam_size: int = 3) -> Recognition:
     if kind == "whisper":
         from .whisper_asr import WhisperModels
 
-        return WhisperModels(threads)
+        return WhisperModels(threads, beam_size)
     if kind == "pocketsphinx":
         from .asr import AsrModels
         from .phrases import domain_sentences

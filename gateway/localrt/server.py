@@ -156,12 +156,15 @@ def main(argv: list[str] | None = None) -> int:
                              "(0: unpaced)")
     parser.add_argument("--asr", choices=("whisper", "pocketsphinx"),
                         default=EngineConfig().asr, help="the recogniser (EngineConfig.asr)")
+    parser.add_argument("--asr-beam", type=int, default=EngineConfig().asr_beam_size,
+                        help="Whisper's beam width (1: greedy)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        asyncio.run(serve(args.host, args.port, EngineConfig(output_pace=args.pace, asr=args.asr)))
+        asyncio.run(serve(args.host, args.port, EngineConfig(
+            output_pace=args.pace, asr=args.asr, asr_beam_size=args.asr_beam)))
     except KeyboardInterrupt:
         pass
     return 0

@@ -54,6 +54,26 @@ def _clock(match: re.Match[str]) -> str:
     return f" {cardinal(hour)} {tail} "
 
 
+#: Words that sound like a digit. Inside a run of digits ("four for seven two one") they are
+#: the digit: nobody says "for" between digits of an account or a phone number. A run means
+#: digits on both sides and a third next to one of them, so "five to three" (a time) stays.
+_DIGIT_HOMOPHONES = {"for": "four", "fore": "four", "to": "two", "too": "two", "won": "one",
+                     "ate": "eight"}
+_DIGITS = frozenset(_ONES[:10])
+
+
+def _digit_runs(words: list[str]) -> list[str]:
+    out = list(words)
+    def digit(j: int) -> bool:
+        return 0 <= j < len(out) and out[j] in _DIGITS
+
+    for i, word in enumerate(out):
+        if word in _DIGIT_HOMOPHONES and digit(i - 1) and digit(i + 1) and \
+                (digit(i - 2) or digit(i + 2)):
+            out[i] = _DIGIT_HOMOPHONES[word]
+    return out
+
+
 def spoken(text: str) -> str:
     text = text.lower()
     text = re.sub(r"\b([ap])\.\s?m\.?", r" \1 m ", text)
@@ -66,5 +86,5 @@ def spoken(text: str) -> str:
     text = re.sub(r"(?<=\d)[,.](?=\d)", "", text)  # 555-1234 / 1,234 / 5.5.5 -> one run
     text = re.sub(r"\d+", lambda m: f" {_number(m.group(0))} ", text)
     text = re.sub(r"[^a-z' ]", " ", text)
-    words = [w.strip("'") for w in text.split()]
-    return " ".join(w for w in words if w)
+    words = [w for w in (w.strip("'") for w in text.split()) if w]
+    return " ".join(_digit_runs(words))

@@ -13,6 +13,12 @@ from gateway.localrt.engine import Engine
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 
+#: The issue's targets. Measured on these exact clips (Whisper base, beam 3, bench/wer.py's
+#: input path; espeak-ng synthesis is deterministic, the decoder nearly so: thread timing moves
+#: a word or two between runs): en-us 6.9-8.0 %, en-us+f3 9.2-11.5 %, en-us on the phone path
+#: 8.0-9.2 %, en-gb-scotland on the phone path 30-32 %. Margin: 87 reference words, so 13
+#: word errors pass (21 on the phone path) and the US voices sit 3-7 errors under the line;
+#: pocketsphinx, the recogniser Whisper replaced as the default, gets 50-80 % here.
 DOMAIN_TARGET = 0.15
 PHONE_TARGET = 0.25
 
@@ -25,14 +31,20 @@ def _wer(engine: Engine, voice: str, condition: str) -> tuple[float, list[str]]:
     return wer(pairs), [f"{r!r} -> {h!r}" for r, h in pairs if r != h]
 
 
-def test_in_domain_wer_on_another_voice(engine: Engine) -> None:
-    rate, misses = _wer(engine, "en-us+f3", "clean")
-    assert rate <= DOMAIN_TARGET, misses
+@pytest.mark.parametrize("voice", ["en-us", "en-us+f3"])
+def test_in_domain_wer_on_another_voice(engine: Engine, voice: str) -> None:
+    rate, misses = _wer(engine, voice, "clean")
+    assert rate <= DOMAIN_TARGET, (rate, misses)
+
+
+def test_in_domain_wer_on_the_phone_path(engine: Engine) -> None:
+    rate, misses = _wer(engine, "en-us", "phone")
+    assert rate <= PHONE_TARGET, (rate, misses)
 
 
 @pytest.mark.xfail(strict=True, reason="issue 22 left open: Whisper base on the 8 kHz u-law "
-                   "path with espeak-ng's Scottish voice measured ~34 % in-domain WER "
+                   "path with espeak-ng's Scottish voice measures ~30 % in-domain WER "
                    "(target 25 %); see BENCHMARKS.md")
-def test_in_domain_wer_on_the_phone_path(engine: Engine) -> None:
+def test_in_domain_wer_on_the_phone_path_scottish(engine: Engine) -> None:
     rate, misses = _wer(engine, "en-gb-scotland", "phone")
-    assert rate <= PHONE_TARGET, misses
+    assert rate <= PHONE_TARGET, (rate, misses)
