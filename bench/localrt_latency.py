@@ -74,10 +74,10 @@ class StreamRun:
 
 # -- the engine process ------------------------------------------------------------------------
 
-def start_engine() -> tuple[subprocess.Popen[str], str]:
+def start_engine(*options: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.localrt", "--host", "127.0.0.1", "--port", "0",
-         "--log-level", "WARNING"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+         "--log-level", "WARNING", *options], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     m = re.search(r"listening on http://([\d.]+:\d+)", line)

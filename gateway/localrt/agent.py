@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import followup
+from . import followup, instructions, toolintent
 from .phrases import FIRST_NAMES, LAST_NAMES
 from .spoken import WEEKDAYS, digit_string, parse_date, parse_time, tokens
 
@@ -64,9 +64,17 @@ class Agent:
     memory: dict[str, str] = field(default_factory=dict)
     pending: str | None = None  # an intent waiting for its missing arguments
     partial: dict[str, str] = field(default_factory=dict)
+    tool_args: Json = field(default_factory=dict)  # a generic tool's arguments so far
+    turns_of: dict[str, int] = field(default_factory=dict)  # how often each line kind was said
+
+    def pick(self, kind: str, options: tuple[str, ...]) -> str:
+        """The next of ``options`` for this kind of line: replies vary over a call."""
+        n = self.turns_of.get(kind, 0)
+        self.turns_of[kind] = n + 1
+        return options[n % len(options)]
 
     def reply(self, turn: Turn, tools: list[Json], tool_choice: str | Json) -> Reply:
-        said = _say_directive(turn.instructions)
+        said = instructions.follow(turn.instructions, self.pick)
         if said:
             return Reply(said)
         if turn.kind == "tool_output":
@@ -95,22 +103,35 @@ class Agent:
         if m:
             return Reply(m.group(1).strip())
         slots = self._slots(text)
+        generic = {k: v for k, v in tools.items() if k not in (LOOKUP, SCHEDULE)}
+        if self.pending in generic:
+            return self._generic_tool(str(self.pending), generic[str(self.pending)], text,
+                                      answering=True)
         if self._is_schedule(ws, slots):
             return self._schedule(slots, tools)
         if self._is_lookup(ws, slots):
             return self._lookup(slots, tools)
+        if "help" in ws or "options" in ws or " ".join(words[:4]) == "what can you do":
+            return Reply(_capabilities(tools))
+        chosen = toolintent.match(text, generic)
+        if chosen is not None:
+            self.tool_args = {}
+            return self._generic_tool(chosen, generic[chosen], text, answering=False)
         if "name" in slots and {"name", "this"} & ws:
             self.memory["name"] = slots["name"]
             return Reply(f"Nice to meet you, {slots['name']}. How can I help?")
         if words[0] in ("hello", "hi", "hey", "greetings") or words[:1] == ["good"] and \
                 ws & {"morning", "afternoon", "evening"}:
-            return Reply("Hello! How can I help you today?")
-        if "help" in ws or "options" in ws or " ".join(words[:4]) == "what can you do":
-            return Reply(_capabilities(tools))
+            return Reply(self.pick("hello", ("Hello! How can I help you today?",
+                                             "Hi! What can I do for you?",
+                                             "Hello again. How can I help?")))
         if ws & {"bye", "goodbye"}:
-            return Reply("Goodbye! Have a nice day.")
+            return Reply(self.pick("bye", ("Goodbye! Have a nice day.", "Bye, take care!",
+                                           "Goodbye, thanks for calling.")))
         if ws & {"thank", "thanks"}:
-            return Reply("You're welcome. Is there anything else?")
+            return Reply(self.pick("thanks", ("You're welcome. Anything else?",
+                                              "Happy to help. Anything else?",
+                                              "You're welcome.")))
         if "who are you" in text.lower() or "your name" in text.lower():
             return Reply("I am the local test agent, a rule-based stand-in for a realtime "
                          "model. I run offline.")
@@ -118,6 +139,28 @@ class Agent:
             return Reply("I am fine, thank you. How can I help?")
         self.pending = None
         return Reply(f"You said: {text.rstrip('.!?')}.")
+
+    def _generic_tool(self, name: str, tool: Json, text: str, answering: bool) -> Reply:
+        """Fill a declared tool's arguments from what was said (the answer to our question
+        first), ask for the first missing required one, or call it."""
+        props = toolintent.properties(tool)
+        slots = _arguments(tool, self._slots(text)) if props else {}
+        asked = self.tool_args.pop("?", None) if answering else None
+        for prop, schema in props.items():
+            if prop in self.tool_args:
+                continue
+            value = slots.get(prop)
+            if value is None:
+                value = toolintent.value_for(prop, schema, text, whole=prop == asked)
+            if value is not None:
+                self.tool_args[prop] = value
+        missing = [p for p in toolintent.required(tool) if p not in self.tool_args]
+        if missing:
+            self.pending = name
+            self.tool_args["?"] = missing[0]
+            return Reply(toolintent.ask_for(missing[0], props.get(missing[0], {})))
+        args, self.tool_args, self.pending = self.tool_args, {}, None
+        return Reply(tool_call=ToolCall(name, args))
 
     def _is_schedule(self, ws: set[str], slots: dict[str, str]) -> bool:
         if ws & {"appointment", "schedule", "book", "reschedule"}:
@@ -223,22 +266,16 @@ def _apply_tool_choice(reply: Reply, choice: str | Json, tools: dict[str, Json],
 
 
 def _capabilities(tools: dict[str, Json]) -> str:
+    """What the session's tools let the agent do (nothing it does not have)."""
     can = []
-    if LOOKUP in tools:
-        can.append("look up a customer by phone number or account number")
-    if SCHEDULE in tools:
-        can.append("book an appointment")
-    can.append("repeat what you say")
+    for name, tool in tools.items():
+        if name == LOOKUP:
+            can.append("look up a customer by phone number or account number")
+        elif name == SCHEDULE:
+            can.append("book an appointment")
+        else:
+            can.append(toolintent.describe(name, tool))
+    if not can:
+        return "I can chat and repeat what you say, but this session gives me no tools."
     listed = ", ".join(can[:-1]) + (" or " if len(can) > 1 else "") + can[-1]
-    return f"I can help. I can {listed}. What would you like to do?"
-
-
-def _say_directive(instructions: str | None) -> str:
-    """``Say "One moment."`` or ``Say: One moment.`` in response instructions -> the phrase."""
-    if not instructions:
-        return ""
-    quoted = re.search(r"\bsay\b[^\"“]*[\"“]([^\"”]+)[\"”]", instructions, re.I)
-    if quoted:
-        return quoted.group(1).strip()
-    plain = re.match(r"\s*say\b\s*(?:exactly|this)?\s*[:,]?\s*(.+)", instructions, re.I | re.S)
-    return plain.group(1).strip() if plain else ""
+    return f"I can {listed}. What would you like?"

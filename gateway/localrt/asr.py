@@ -68,6 +68,7 @@ class Utterance:
     audio: Samples
     generic: tuple[str, float] | None = None
     cmn: str = CMN_INIT  # the session's cepstral mean when the utterance began
+    final: bool = False  # ``text`` is the recogniser's last word on ``audio`` (Whisper)
 
 
 def _hyp(decoder: Any) -> tuple[str, float]:

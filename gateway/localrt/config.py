@@ -26,8 +26,18 @@ class EngineConfig:
     vad_prewarm: int = 2
     #: onnxruntime threads per piper synthesis (None: onnxruntime's default, one per core).
     tts_threads: int | None = 1
-    #: Generic-LM decoders (~90 MB each) streaming alongside the domain decoder, one per
-    #: speaker talking at the same moment; past that, low-scoring turns are re-decoded.
+    #: The recogniser: "whisper" (Whisper base, generalises across voices and channels; see
+    #: BENCHMARKS.md "Recogniser WER") or "pocketsphinx" (domain LM + generic LM: lighter,
+    #: good on the engine's own voice only).
+    asr: str = "whisper"
+    #: CTranslate2 threads per Whisper decode.
+    asr_threads: int = 2
+    #: Whisper's beam width (1 = greedy: ~25 % less decoder CPU, more errors off the
+    #: engine's own voice; see BENCHMARKS.md "Recogniser WER").
+    asr_beam_size: int = 3
+    #: pocketsphinx: generic-LM decoders (~90 MB each) streaming alongside the domain
+    #: decoder, one per speaker talking at the same moment; past that, low-scoring turns
+    #: are re-decoded.
     asr_generic_decoders: int = 2
     #: Without a parallel generic pass, a domain transcript scoring at least this is kept.
     asr_accept_score: float = 0.5

@@ -7,9 +7,8 @@ import time
 
 import numpy as np
 
-from .asr import CMN_INIT, AsrModels
 from .config import EngineConfig
-from .phrases import domain_sentences
+from .recognition import load
 from .tts import Voice
 from .vad import SileroPool
 
@@ -17,27 +16,27 @@ log = logging.getLogger(__name__)
 
 
 class Engine:
-    """Blocking to build (~2 s: piper voice, generic ASR decoder, silero instances): build it in
+    """Blocking to build (~2-3 s: piper voice, the recogniser, silero instances): build it in
     a thread, before the first session, never per session."""
 
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
         t0 = time.perf_counter()
         self.voice = Voice(self.config.tts_threads)
-        self.asr = AsrModels(domain_sentences(), self.config.asr_generic_decoders,
-                             self.config.asr_accept_score)
+        cfg = self.config
+        self.asr = load(cfg.asr, cfg.asr_generic_decoders, cfg.asr_accept_score,
+                        cfg.asr_threads, cfg.asr_beam_size)
         self.vads = SileroPool(self.config.vad_prewarm)
         self._warm_up()
         log.info("local engine ready in %.2f s", time.perf_counter() - t0)
 
     def _warm_up(self) -> None:
-        # onnxruntime's and pocketsphinx's first calls allocate; pay that here, not in a call.
+        # onnxruntime's and the recognisers' first calls allocate; pay that here, not in a call.
         self.voice.synthesize("Hello.", 24_000)
         rec = self.asr.recognizer()
         rec.start()
-        rec.feed(np.zeros(1600, dtype=np.int16))
-        rec.finish()
-        self.asr.decode_generic(np.zeros(1600, dtype=np.int16), CMN_INIT)
+        rec.feed(np.zeros(16_000, dtype=np.int16))
+        self.asr.finalize(rec.finish())
 
     def close(self) -> None:
         self.asr.close()

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .asr import Recognizer, Utterance
+from .asr import Utterance
 from .audioio import ANALYSIS_RATE, InputDecoder, Samples
+from .recognition import SessionRecognizer
 from .sessionconfig import TurnDetection, WireFormat
 from .vad import WINDOW, Scorer, SpeechGate
 
@@ -88,7 +89,7 @@ class Listener:
     scores silero and marks a start; the next push, in the worker, starts the decoders and
     catches up, so a turn's first ~400 ms of decoding never lands on the event loop."""
 
-    def __init__(self, scorer: Scorer, recognizer: Recognizer) -> None:
+    def __init__(self, scorer: Scorer, recognizer: SessionRecognizer) -> None:
         self.scorer = scorer
         self._gate = SpeechGate(scorer)
         self._rec = recognizer

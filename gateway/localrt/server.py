@@ -156,12 +156,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pace", type=float, default=EngineConfig().output_pace,
                         help="audio leaves at most this many times faster than real time "
                              "(0: unpaced)")
+    parser.add_argument("--asr", choices=("whisper", "pocketsphinx"),
+                        default=EngineConfig().asr, help="the recogniser (EngineConfig.asr)")
+    parser.add_argument("--asr-beam", type=int, default=EngineConfig().asr_beam_size,
+                        help="Whisper's beam width (1: greedy)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        asyncio.run(serve(args.host, args.port, EngineConfig(output_pace=args.pace)))
+        asyncio.run(serve(args.host, args.port, EngineConfig(
+            output_pace=args.pace, asr=args.asr, asr_beam_size=args.asr_beam)))
     except KeyboardInterrupt:
         pass
     return 0

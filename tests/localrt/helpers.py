@@ -77,6 +77,7 @@ class Probe:
         self._failure: BaseException | None = None
         self._reader: asyncio.Task[None] | None = None
         self.closed = False  # the server closed the socket cleanly (close_is_normal)
+        self._closing = False  # the test is done: the client closes the socket
 
     async def __aenter__(self) -> Probe:
         self._reader = asyncio.create_task(self._read())
@@ -84,6 +85,12 @@ class Probe:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._reader is not None
+        # Close while the reader still drains: with the reader gone, frames the server sent
+        # meanwhile fill the client's queue, it stops reading the socket, never sees the
+        # server's closing handshake and waits out its 10 s close timeout.
+        self._closing = True
+        with contextlib.suppress(Exception):
+            await self.conn.close()
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
@@ -101,7 +108,7 @@ class Probe:
         except asyncio.CancelledError:
             raise
         except ConnectionClosedOK as exc:
-            if self.close_is_normal:
+            if self.close_is_normal or self._closing:
                 self.closed = True
             else:
                 self._failure = exc

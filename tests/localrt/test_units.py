@@ -18,6 +18,7 @@ from gateway.localrt.followup import describe
 from gateway.localrt.listener import Listener, Pause, Ring, SpeechStopped
 from gateway.localrt.sessionconfig import TurnDetection
 from gateway.localrt.spoken import digit_string, parse_date, parse_time, say_time, tokens
+from gateway.localrt.textnorm import spoken
 from gateway.localrt.vad import WINDOW, SpeechGate
 from tests.oracle import validate_client_event, validate_server_event
 
@@ -95,6 +96,18 @@ def test_spoken_values() -> None:
     assert parse_date(tokens("the twenty fifth of december"), TUESDAY) == "2026-12-25"
     assert parse_date(tokens("tuesday"), TUESDAY) == "2026-12-01"  # the next one
     assert say_time("09:05") == "9:05 AM"
+
+
+@pytest.mark.parametrize(("written", "said"), [
+    ("Look up account 12345.", "look up account one two three four five"),
+    ("Schedule it for Tuesday at 10:30 p.m.", "schedule it for tuesday at ten thirty p m"),
+    ("Account number four for seven two one.", "account number four four seven two one"),
+    ("five, five, to one two", "five five two one two"),
+    ("Book for two at 10 for Jane.", "book for two at ten for jane"),  # not digit runs
+    ("At five to three.", "at five to three"),  # a time: one digit each side
+])
+def test_written_transcripts_become_spoken_words(written: str, said: str) -> None:
+    assert spoken(written) == said
 
 
 def test_truncate_keeps_the_words_heard() -> None:

@@ -1,0 +1,165 @@
+"""Recogniser WER across voices, speaking rates, noise and the phone path, with CPU per audio
+second, memory, start-up time and turn latency, for each recogniser the engine offers.
+
+    python -m bench.wer                      # both recognisers, the whole test set
+    python -m bench.wer --asr whisper --quick
+    python -m bench.wer --no-latency
+
+Each recogniser is measured in its own process (clean memory numbers): the test set is
+synthesised (bench/wer_corpus.py) and streamed through the engine's own input path (wire
+format -> soxr -> silero VAD -> recogniser, 20 ms appends, ``Listener`` as a session drives
+it), so Whisper's decode-at-the-pause and pocketsphinx's streaming both run as in a call.
+Turn latency: the engine as its own process, the fixture phrases streamed in real time
+(bench/localrt_latency.py's client), speech end -> first response audio, silence 500 ms.
+Results go to bench/results/wer.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from bench.wer_corpus import CONDITIONS, Clip, clips, wer
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "wer.json"
+#: name -> (EngineConfig.asr, Whisper beam width)
+BACKENDS = {"whisper": ("whisper", 3), "whisper-greedy": ("whisper", 1),
+            "pocketsphinx": ("pocketsphinx", 1)}
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def transcribe(asr: Any, vads: Any, item: Clip) -> str:
+    """One clip through the engine's input path; the turns' transcripts joined."""
+    from gateway.localrt.listener import Listener, SpeechStopped
+    from gateway.localrt.sessionconfig import TurnDetection
+
+    listener = Listener(vads.acquire(), asr.recognizer())
+    listener.configure(item.fmt, TurnDetection("server_vad"))  # type: ignore[arg-type]
+    step = (48 if item.fmt == "audio/pcm" else 8) * 20
+    heard = []
+    for at in range(0, len(item.wire), step):
+        for ev in listener.push(item.wire[at:at + step]):
+            if isinstance(ev, SpeechStopped):
+                heard.append(asr.finalize(ev.utterance).text)
+    vads.release(listener.close())
+    return " ".join(heard)
+
+
+def measure_recogniser(name: str, quick: bool) -> dict[str, Any]:
+    """Runs in a child process: load, then decode the whole test set."""
+    from gateway.localrt.config import EngineConfig
+    from gateway.localrt.recognition import load
+    from gateway.localrt.vad import SileroPool
+
+    items = clips(phrases=4 if quick else None,
+                  conditions=["clean", "snr10", "phone"] if quick else None)
+    vads = SileroPool(1)
+    cfg = EngineConfig()
+    kind, beam = BACKENDS[name]
+    rss0, t0 = rss_mb(), time.perf_counter()
+    asr = load(kind, cfg.asr_generic_decoders, cfg.asr_accept_score, cfg.asr_threads, beam)
+    startup_s, rss_load = time.perf_counter() - t0, rss_mb() - rss0
+    transcribe(asr, vads, items[0])  # first-call allocations, as the engine's warm-up does
+    groups: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    cpu, audio = 0.0, 0.0
+    examples: dict[str, str] = {}
+    for item in items:
+        c0 = time.process_time()
+        hyp = transcribe(asr, vads, item)
+        cpu += time.process_time() - c0
+        audio += item.seconds
+        group = f"{item.voice}|{item.condition}|{'domain' if item.domain else 'open'}"
+        groups[group].append((item.reference, hyp))
+        if hyp != item.reference:
+            examples.setdefault(group, f"{item.reference!r} -> {hyp!r}")
+    asr.close()
+    return {"startup_s": round(startup_s, 2), "rss_mb": round(rss_load, 1),
+            "peak_rss_mb": round(rss_mb(), 1),
+            "cpu_per_audio_s": round(cpu / audio, 3), "audio_s": round(audio, 1),
+            "wer": {g: round(wer(pairs), 4) for g, pairs in groups.items()},
+            "errors": examples}
+
+
+def turn_latency(name: str) -> dict[str, Any]:
+    from bench.localrt_latency import SILENCE_MS, run_stream, start_engine
+    from tests.fixtures.make_speech import PHRASES
+
+    kind, beam = BACKENDS[name]
+    proc, url = start_engine("--asr", kind, "--asr-beam", str(beam))
+    try:
+        turns = asyncio.run(run_stream(url, list(PHRASES)))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    lat = sorted(t.latency_ms for t in turns if t.latency_ms is not None)
+    return {"silence_ms": SILENCE_MS, "turns": len(turns),
+            "p50_ms": round(statistics.median(lat), 1) if lat else None,
+            "max_ms": round(lat[-1], 1) if lat else None,
+            "budget_ms": SILENCE_MS + 300}
+
+
+def summarise(kind: str, r: dict[str, Any]) -> None:
+    table: dict[str, dict[str, float]] = defaultdict(dict)
+    for group, value in r["wer"].items():
+        voice, condition, kind_of = group.split("|")
+        table[voice][f"{condition}/{kind_of}"] = value
+    conds = [c for c in CONDITIONS if any(f"{c}/domain" in row for row in table.values())]
+    print(f"\n== {kind}: start-up {r['startup_s']} s, +{r['rss_mb']} MB RSS, "
+          f"CPU {r['cpu_per_audio_s']} s per audio s ({r['audio_s']} s of audio)")
+    if "latency" in r:
+        lat = r["latency"]
+        print(f"   turn latency p50 {lat['p50_ms']} ms, max {lat['max_ms']} ms "
+              f"(budget {lat['budget_ms']} ms = silence {lat['silence_ms']} + 300)")
+    print("   WER in-domain / open, %")
+    print(f"   {'voice':18}" + "".join(f"{c:>13}" for c in conds))
+    for voice, row in table.items():
+        cells = "".join(f"{row.get(c + '/domain', 0) * 100:6.1f}/"
+                        f"{row.get(c + '/open', 0) * 100:5.1f} " for c in conds)
+        print(f"   {voice:18}{cells}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--asr", default=",".join(BACKENDS),
+                        help=f"comma-separated, of: {', '.join(BACKENDS)}")
+    parser.add_argument("--quick", action="store_true", help="4+4 phrases, 3 conditions")
+    parser.add_argument("--no-latency", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(measure_recogniser(args.child, args.quick)))
+        return 0
+    results: dict[str, Any] = {"cores": os.cpu_count(), "load_avg": os.getloadavg()[0]}
+    for kind in args.asr.split(","):
+        out = subprocess.run([sys.executable, "-m", "bench.wer", "--child", kind,
+                              *(["--quick"] if args.quick else [])], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        if not args.no_latency:
+            r["latency"] = turn_latency(kind)
+        results[kind] = r
+        summarise(kind, r)
+    if not args.quick:
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The recogniser on voices the engine was not built with (espeak-ng, synthesised here): the
+in-domain WER target of issue 22, through the engine's own input path (bench/wer.py's)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from bench.wer import transcribe
+from bench.wer_corpus import IN_DOMAIN, clip, espeak, wer
+from gateway.localrt.engine import Engine
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+
+#: The issue's targets. Measured on these exact clips (Whisper base, beam 3, bench/wer.py's
+#: input path; espeak-ng synthesis is deterministic, the decoder nearly so: thread timing moves
+#: a word or two between runs): en-us 6.9-8.0 %, en-us+f3 9.2-11.5 %, en-us on the phone path
+#: 8.0-9.2 %, en-gb-scotland on the phone path 30-32 %. Margin: 87 reference words, so 13
+#: word errors pass (21 on the phone path) and the US voices sit 3-7 errors under the line;
+#: pocketsphinx, the recogniser Whisper replaced as the default, gets 50-80 % here.
+DOMAIN_TARGET = 0.15
+PHONE_TARGET = 0.25
+
+
+def _wer(engine: Engine, voice: str, condition: str) -> tuple[float, list[str]]:
+    pairs = []
+    for i, text in enumerate(IN_DOMAIN):
+        item = clip(voice, lambda t, wpm: espeak(t, voice, wpm), condition, text, True, seed=i)
+        pairs.append((text, transcribe(engine.asr, engine.vads, item)))
+    return wer(pairs), [f"{r!r} -> {h!r}" for r, h in pairs if r != h]
+
+
+@pytest.mark.parametrize("voice", ["en-us", "en-us+f3"])
+def test_in_domain_wer_on_another_voice(engine: Engine, voice: str) -> None:
+    rate, misses = _wer(engine, voice, "clean")
+    assert rate <= DOMAIN_TARGET, (rate, misses)
+
+
+def test_in_domain_wer_on_the_phone_path(engine: Engine) -> None:
+    rate, misses = _wer(engine, "en-us", "phone")
+    assert rate <= PHONE_TARGET, (rate, misses)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 22 left open: Whisper base on the 8 kHz u-law "
+                   "path with espeak-ng's Scottish voice measures ~30 % in-domain WER "
+                   "(target 25 %); see BENCHMARKS.md")
+def test_in_domain_wer_on_the_phone_path_scottish(engine: Engine) -> None:
+    rate, misses = _wer(engine, "en-gb-scotland", "phone")
+    assert rate <= PHONE_TARGET, (rate, misses)
