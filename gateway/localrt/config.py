@@ -30,8 +30,11 @@ class EngineConfig:
     #: BENCHMARKS.md "Recogniser WER") or "pocketsphinx" (domain LM + generic LM: lighter,
     #: good on the engine's own voice only).
     asr: str = "whisper"
-    #: CTranslate2 threads per Whisper decode.
-    asr_threads: int = 2
+    #: CTranslate2 threads per Whisper decode. One: the words then depend on the audio only
+    #: (two threads gave 9.2 or 11.5 % WER on the same 20 clips from run to run, 16.1 % under
+    #: load: the parallel sums' order moves the beam), and on 2 cores it was faster too
+    #: (1.7 s against 2.8-3.1 s for the 20 clips).
+    asr_threads: int = 1
     #: Whisper's beam width (1 = greedy: ~25 % less decoder CPU, more errors off the
     #: engine's own voice; see BENCHMARKS.md "Recogniser WER").
     asr_beam_size: int = 3

@@ -61,7 +61,10 @@ async def test_agents_sdk_webrtc_client_tool(tmp_path: Path, local_engine_url: s
     runner = await _serve_app(bundle)
     origin = f"http://127.0.0.1:{bound_port(runner)}"
     # The operator lets the app's origin call the gateway from a browser (OpenAI allows all).
-    env = {"OPENAI_API_KEY": "", "GATEWAY_CORS_ORIGINS": origin}
+    # The fake microphone's lead-in is digital silence (a real one never is): the dead-mic
+    # guard would ask "can you hear me?" over the caller's first words.
+    env = {"OPENAI_API_KEY": "", "GATEWAY_CORS_ORIGINS": origin,
+           "GATEWAY_GUARDS_DEAD_MIC_S": "60"}
     try:
         async with running_gateway(local_engine_url, env=env) as gw, \
                 chromium(Path(f"{wav}%noloop"), ARTIFACTS) as browser:
@@ -73,7 +76,12 @@ async def test_agents_sdk_webrtc_client_tool(tmp_path: Path, local_engine_url: s
                 f"instructions: {APP_INSTRUCTIONS!r}, confirmation: '{PAGE_CONFIRMATION}'}})",
                 timeout_s=20)
             assert str(call).startswith("rtc_") or call == "connected", call
-            runs = await page.wait_for("window.toolRuns.length > 0 && window.toolRuns", 35)
+            try:
+                runs = await page.wait_for("window.toolRuns.length > 0 && window.toolRuns", 35)
+            except TimeoutError:
+                story = await page.evaluate(PAGE_STORY % "window.transportEvents")
+                errors = await page.evaluate("window.sessionErrors")
+                raise AssertionError(f"the page's tool never ran: {story} {errors}") from None
             assert runs[0]["date"] and runs[0]["time"], runs
             try:
                 await page.wait_for(

@@ -61,15 +61,19 @@ async function init() {
   dc.addEventListener("message", (e) => {
     const event = JSON.parse(e.data);
     window.events.push(event);
-    if (event.type === "response.function_call_arguments.done" &&
-        event.name === "get_weather") {
-      const result = get_weather(JSON.parse(event.arguments || "{}"));
-      dc.send(JSON.stringify({
-        type: "conversation.item.create",
-        item: { type: "function_call_output", call_id: event.call_id,
-                output: JSON.stringify(result) }
-      }));
-      dc.send(JSON.stringify({ type: "response.create" }));
+    // As the beta-era console did: the function calls are in response.done's output (the beta
+    // response.function_call_arguments.done carries no function name).
+    if (event.type === "response.done") {
+      for (const output of event.response.output || []) {
+        if (output.type !== "function_call" || output.name !== "get_weather") continue;
+        const result = get_weather(JSON.parse(output.arguments || "{}"));
+        dc.send(JSON.stringify({
+          type: "conversation.item.create",
+          item: { type: "function_call_output", call_id: output.call_id,
+                  output: JSON.stringify(result) }
+        }));
+        dc.send(JSON.stringify({ type: "response.create" }));
+      }
     }
   });
 

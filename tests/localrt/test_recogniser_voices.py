@@ -14,8 +14,9 @@ from gateway.localrt.engine import Engine
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 
 #: The issue's targets. Measured on these exact clips (Whisper base, beam 3, bench/wer.py's
-#: input path; espeak-ng synthesis is deterministic, the decoder nearly so: thread timing moves
-#: a word or two between runs): en-us 6.9-8.0 %, en-us+f3 9.2-11.5 %, en-us on the phone path
+#: input path; espeak-ng synthesis is deterministic, and so is the decoder on one thread, the
+#: engine's default; with two it moved a word or two between runs): en-us 6.9-8.0 %,
+#: en-us+f3 11.5 %, en-us on the phone path
 #: 8.0-9.2 %, en-gb-scotland on the phone path 30-32 %. Margin: 87 reference words, so 13
 #: word errors pass (21 on the phone path) and the US voices sit 3-7 errors under the line;
 #: pocketsphinx, the recogniser Whisper replaced as the default, gets 50-80 % here.
