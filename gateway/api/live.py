@@ -34,7 +34,7 @@ from gateway.ids import new_id
 from .appkeys import CALLS, CONFIG, FACTORY, METRICS, TOKENS
 from .cross_api import require_api
 from .forwarding import forward_to_owner, forward_websocket
-from .realtime_http import bearer, check_api_key, read_json, ttl_from
+from .realtime_http import bearer, check_api_key, hang_up, read_json, ttl_from
 
 log = logging.getLogger("gateway.live")
 routes = web.RouteTableDef()
@@ -309,16 +309,10 @@ async def live_client_secrets(request: web.Request) -> web.Response:
 
 @routes.post("/v1/live/sessions/{session_id}/hangup")
 async def live_hangup(request: web.Request) -> web.Response:
-    app = request.app
-    check_api_key(app[CONFIG], bearer(request))
     sid = request.match_info["session_id"]
-    call = app[CALLS].get(sid)
-    if call is None:
-        if (fwd := await forward_to_owner(request, call_id=sid)) is not None:
-            return fwd
-        raise ApiError(404, "session_not_found", f"No live session with id '{sid[:64]}'.")
-    await call.close("hangup")
-    return web.Response(status=200)
+    fwd = await hang_up(request, sid, missing=ApiError(
+        404, "session_not_found", f"No live session with id '{sid[:64]}'."))
+    return fwd if fwd is not None else web.Response(status=200)
 
 
 _NOT_SERVED = {

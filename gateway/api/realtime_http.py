@@ -210,15 +210,24 @@ async def read_multipart(request: web.Request) -> tuple[str, Any]:
     return sdp, session
 
 
-@routes.post("/v1/realtime/calls/{call_id}/hangup")
-async def hangup(request: web.Request) -> web.Response:
+async def hang_up(request: web.Request, call_id: str, *, missing: ApiError
+                  ) -> web.Response | None:
+    """End ``call_id`` here or at its owner (API key); ``missing`` when no one has it.
+    ``None``: ended here (each API answers in its own shape)."""
     app = request.app
     check_api_key(app[CONFIG], bearer(request))
-    call_id = request.match_info["call_id"]
     call = app[CALLS].get(call_id)
     if call is None:
         if (fwd := await forward_to_owner(request, call_id=call_id)) is not None:
             return fwd
-        raise ApiError(404, "call_not_found", f"No live call with id '{call_id[:64]}'.")
+        raise missing
     await call.close("hangup")
-    return web.json_response({}, status=200)
+    return None
+
+
+@routes.post("/v1/realtime/calls/{call_id}/hangup")
+async def hangup(request: web.Request) -> web.Response:
+    call_id = request.match_info["call_id"]
+    fwd = await hang_up(request, call_id, missing=ApiError(
+        404, "call_not_found", f"No live call with id '{call_id[:64]}'."))
+    return fwd if fwd is not None else web.json_response({}, status=200)
