@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from gateway.obs.metrics import Metrics
-from gateway.tools.registry import ToolError, ToolRegistry
+from gateway.tools.registry import ToolRegistry
 from gateway.upstream.client import gateway_event_id
 
 from .session import CallSession
@@ -98,7 +98,7 @@ class LiveTools:
     async def _run(self, name: str, arguments: str, call_id: str) -> str:
         self.call.note("tool_call", text=arguments, tool=name, call_id=call_id)
         started = time.perf_counter()
-        result, outcome = await self._result(name, arguments)
+        result, outcome = await self.registry.call(name, arguments)
         elapsed = time.perf_counter() - started
         self.metrics.tool_duration.labels(name).observe(elapsed)
         self.metrics.tool_calls.labels(name, outcome).inc()
@@ -106,30 +106,6 @@ class LiveTools:
         self.call.note("tool_result", text=text, tool=name, call_id=call_id, outcome=outcome,
                        duration_ms=round(elapsed * 1000))
         return text
-
-    async def _result(self, name: str, arguments: str) -> tuple[Any, str]:
-        tool = self.registry.get(name)
-        if tool is None:
-            return {"error": f"The tool '{name}' is not available."}, "unknown_tool"
-        try:
-            args = json.loads(arguments or "{}")
-        except ValueError:
-            args = None
-        problems = (["arguments must be a JSON object"] if not isinstance(args, dict)
-                    else self.registry.check_args(name, args))
-        if problems:
-            return {"error": "Invalid arguments: " + "; ".join(problems)}, "invalid_arguments"
-        assert isinstance(args, dict)
-        try:
-            async with asyncio.timeout(tool.timeout_s):
-                return await tool.run(args), "ok"
-        except TimeoutError:
-            return {"error": "The tool did not answer in time."}, "timeout"
-        except ToolError as e:
-            return {"error": str(e)}, "error"
-        except Exception:
-            log.exception("tool %s failed", name)
-            return {"error": "The tool failed."}, "error"
 
     async def close(self, reason: str) -> None:
         for t in list(self._tasks):

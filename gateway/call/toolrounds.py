@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.obs.metrics import Metrics
-from gateway.tools.registry import ToolError, ToolRegistry
+from gateway.tools.registry import ToolRegistry
 from gateway.upstream.client import gateway_event_id
 
 from . import policy
@@ -153,41 +153,11 @@ class ToolRounds:
             self._create_wanted = True
 
     async def _run_one(self, call: PendingCall) -> str:
-        tool = self.registry.get(call.name)
         started = time.perf_counter()
         self.session.note("tool_call", text=call.arguments, tool=call.name,
                           call_id=call.call_id, item_id=call.item_id)
-        outcome = "ok"
         try:
-            if tool is None:
-                outcome = "unknown_tool"
-                result: Any = {"error": f"The tool '{call.name}' is not available."}
-            else:
-                try:
-                    args = json.loads(call.arguments or "{}")
-                except ValueError:
-                    args = None
-                problems = (["arguments must be a JSON object"] if not isinstance(args, dict)
-                            else self.registry.check_args(call.name, args))
-                if problems:
-                    outcome = "invalid_arguments"
-                    result = {"error": "Invalid arguments: " + "; ".join(problems) +
-                              ". Ask the caller for what is missing and try again."}
-                else:
-                    assert isinstance(args, dict)
-                    try:
-                        async with asyncio.timeout(tool.timeout_s):
-                            result = await tool.run(args)
-                    except TimeoutError:
-                        outcome = "timeout"
-                        result = {"error": "The tool did not answer in time."}
-                    except ToolError as e:
-                        outcome = "error"
-                        result = {"error": str(e)}
-                    except Exception:
-                        log.exception("tool %s failed", call.name)
-                        outcome = "error"
-                        result = {"error": "The tool failed."}
+            result, outcome = await self.registry.call(call.name, call.arguments)
         finally:
             elapsed = time.perf_counter() - started
             self.metrics.tool_duration.labels(call.name).observe(elapsed)

@@ -101,6 +101,33 @@ class ToolRegistry:
         tool = self._tools[name]
         return validate(args, tool.spec.get("parameters") or {})
 
+    async def call(self, name: str, arguments: str) -> tuple[Any, str]:
+        """Run a tool the model called with its JSON ``arguments``: the result (or an
+        ``{"error"}`` the model can act on) and the outcome for the metrics."""
+        tool = self._tools.get(name)
+        if tool is None:
+            return {"error": f"The tool '{name}' is not available."}, "unknown_tool"
+        try:
+            args = json.loads(arguments or "{}")
+        except ValueError:
+            args = None
+        problems = (["arguments must be a JSON object"] if not isinstance(args, dict)
+                    else self.check_args(name, args))
+        if problems:
+            return {"error": "Invalid arguments: " + "; ".join(problems) + ". Ask the caller "
+                    "for what is missing and try again."}, "invalid_arguments"
+        assert isinstance(args, dict)
+        try:
+            async with asyncio.timeout(tool.timeout_s):
+                return await tool.run(args), "ok"
+        except TimeoutError:
+            return {"error": "The tool did not answer in time."}, "timeout"
+        except ToolError as e:
+            return {"error": str(e)}, "error"
+        except Exception:
+            log.exception("tool %s failed", name)
+            return {"error": "The tool failed."}, "error"
+
     def close(self) -> None:
         self._db.close()
 
