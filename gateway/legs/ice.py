@@ -379,9 +379,8 @@ class GuardedStunProtocol(_StunProtocol):
 
     As libwebrtc and pion do: STUN (first byte 0-3, RFC 7983) from anyone, since ICE checks
     and their answers must arrive; anything else (DTLS, SRTP) only from an address that
-    completed a STUN check with the ICE password before ICE finished, and only from the
-    selected pair's address after. An off-path sender spraying the port is dropped here,
-    before it can fill a queue or reach the DTLS stack.
+    completed a STUN check with the ICE password (or the selected pair's). An off-path sender
+    spraying the port is dropped here, before it can fill a queue or reach the DTLS stack.
     """
 
     def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
@@ -418,10 +417,15 @@ class GuardedConnection(aioice.Connection):
     gw_dropped: int
 
     def gw_accepts(self, addr: tuple[str, int], component: int) -> bool:
+        # Any address that proved the ICE password, before and after nomination (as
+        # libwebrtc accepts media on any pair whose check succeeded): the two agents can
+        # nominate different pairs for a moment, and the peer's DTLS then comes from a
+        # validated address that is not our nominated pair's. With 20 calls set up at once
+        # that dropped the handshake of some calls until their connect deadline.
+        if addr in self.gw_validated:
+            return True
         pair = self._nominated.get(component)
-        if pair is not None:
-            return bool(addr == pair.remote_addr)
-        return addr in self.gw_validated
+        return pair is not None and bool(addr == pair.remote_addr)
 
     def _gw_validate(self, addr: tuple[str, int]) -> None:
         if len(self.gw_validated) < MAX_VALIDATED_ADDRESSES:
