@@ -73,6 +73,23 @@ async def start(probe: LiveProbe, **session: Any) -> dict[str, Any]:
     return await probe.next("session.started")
 
 
+async def live_webrtc(gw: Gateway, peer: ClientPeer) -> tuple[dict[str, Any], str]:
+    """The documented Live WebRTC flow with an API key: the offer in ``POST
+    /v1/live/sessions``, the answer applied, ``session.started`` on the data channel.
+    Returns the create response and the resume token header."""
+    sdp = await peer.offer()
+    async with gw.http.post(gw.base + "/v1/live/sessions", json={
+            "session": {"model": "gpt-live-1"},
+            "transport": {"type": "webrtc", "sdp": sdp}},
+            headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+        body = await r.json()
+        assert r.status == 200, body
+        resume = r.headers.get("X-Gateway-Resume-Token", "")
+    await peer.pc.setRemoteDescription(RTCSessionDescription(
+        sdp=body["transport"]["sdp"], type="answer"))
+    return body, resume
+
+
 async def recording(gw: Gateway) -> tuple[Any, list[dict[str, Any]]]:
     await until(lambda: list(gw.recordings.rglob("metadata.json")), 15, "the recording")
     d = next(gw.recordings.rglob("metadata.json")).parent
@@ -280,16 +297,8 @@ async def test_webrtc_live_call_with_barge_in(local_engine_url: str) -> None:
     async with gateway(local_engine_url) as gw:
         peer = ClientPeer(PcmSourceTrack(from_pcm(pcm)))
         try:
-            sdp = await peer.offer()
-            async with gw.http.post(gw.base + "/v1/live/sessions", json={
-                    "session": {"model": "gpt-live-1"},
-                    "transport": {"type": "webrtc", "sdp": sdp}},
-                    headers={"Authorization": f"Bearer {API_KEY}"}) as r:
-                body = await r.json()
-                assert r.status == 200, body
-                assert r.headers["X-Gateway-Resume-Token"].startswith("rs_")
-            await peer.pc.setRemoteDescription(RTCSessionDescription(
-                sdp=body["transport"]["sdp"], type="answer"))
+            body, resume = await live_webrtc(gw, peer)
+            assert resume.startswith("rs_")
             started = await peer.next_event("session.started", 15)
             assert started["session"]["id"] == body["session"]["id"]
             assert "format" not in started["session"].get("audio", {})
@@ -423,15 +432,7 @@ async def test_frames_the_leg_refuses_are_answered_in_lives_shape(local_engine_u
                 validate_live_server_event(ev)
         peer = ClientPeer(PcmSourceTrack(from_pcm(np.zeros(48000, np.int16))))
         try:
-            sdp = await peer.offer()
-            async with gw.http.post(gw.base + "/v1/live/sessions", json={
-                    "session": {"model": "gpt-live-1"},
-                    "transport": {"type": "webrtc", "sdp": sdp}},
-                    headers={"Authorization": f"Bearer {API_KEY}"}) as r:
-                body = await r.json()
-                assert r.status == 200, body
-            await peer.pc.setRemoteDescription(RTCSessionDescription(
-                sdp=body["transport"]["sdp"], type="answer"))
+            await live_webrtc(gw, peer)
             await peer.next_event("session.started", 15)
             peer.channel.send(json.dumps({"type": "session.instructions.append",
                                           "content": "x" * 100_000, "delegation_id": None}))

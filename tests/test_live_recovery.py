@@ -13,16 +13,14 @@ import time
 from typing import cast
 
 import pytest
-from aiortc import RTCSessionDescription
 
 from gateway.api.appkeys import CALLS
 from gateway.call.session import CallSession
-from tests.gateway_fixtures import API_KEY
 from tests.localrt.helpers import silence, speech
 from tests.oracle import validate_live_server_event
 from tests.peers import ClientPeer, PcmSourceTrack
 from tests.test_e2e_local_engine import speech48
-from tests.test_live_gateway import gateway, live_client, recording, start
+from tests.test_live_gateway import gateway, live_client, live_webrtc, recording, start
 from tests.test_upstream_recovery import Feed
 from tests.waiting import until
 
@@ -60,15 +58,7 @@ async def test_live_engine_restarted_mid_call(stop: str) -> None:
             mic = Feed()
             peer = ClientPeer(PcmSourceTrack(mic))
             try:
-                sdp = await peer.offer()
-                async with gw.http.post(gw.base + "/v1/live/sessions", json={
-                        "session": {"model": "gpt-live-1"},
-                        "transport": {"type": "webrtc", "sdp": sdp}},
-                        headers={"Authorization": f"Bearer {API_KEY}"}) as r:
-                    body = await r.json()
-                    assert r.status == 200, body
-                await peer.pc.setRemoteDescription(RTCSessionDescription(
-                    sdp=body["transport"]["sdp"], type="answer"))
+                body, _ = await live_webrtc(gw, peer)
                 await peer.next_event("session.started", 15)
                 call = cast(CallSession, gw.app[CALLS].get(body["session"]["id"]))
                 assert call is not None

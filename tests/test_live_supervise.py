@@ -7,15 +7,12 @@ from __future__ import annotations
 import time
 from typing import Any, cast
 
-from aiortc import RTCSessionDescription
-
 from gateway.api.appkeys import CALLS
 from gateway.call.session import CallSession
-from tests.gateway_fixtures import API_KEY
 from tests.oracle import validate_live_server_event
 from tests.peers import ClientPeer, PcmSourceTrack, tone
 from tests.test_e2e_local_engine import speech48
-from tests.test_live_gateway import gateway
+from tests.test_live_gateway import gateway, live_webrtc
 from tests.test_supervise import AUTH, ListenerPeer, amplitude
 from tests.test_upstream_recovery import Feed
 from tests.waiting import until
@@ -32,15 +29,7 @@ async def test_takeover_mutes_the_live_model_and_handback_resumes(local_engine_u
         caller = ClientPeer(PcmSourceTrack(mic))
         sup = ListenerPeer(PcmSourceTrack(tone(700.0, -20.0)))
         try:
-            sdp = await caller.offer()
-            async with gw.http.post(gw.base + "/v1/live/sessions", json={
-                    "session": {"model": "gpt-live-1"},
-                    "transport": {"type": "webrtc", "sdp": sdp}},
-                    headers={"Authorization": f"Bearer {API_KEY}"}) as r:
-                body = await r.json()
-                assert r.status == 200, body
-            await caller.pc.setRemoteDescription(RTCSessionDescription(
-                sdp=body["transport"]["sdp"], type="answer"))
+            body, _ = await live_webrtc(gw, caller)
             await caller.next_event("session.started", 15)
             call_id = body["session"]["id"]
             call = cast(CallSession, gw.app[CALLS].get(call_id))
