@@ -93,14 +93,9 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
             etype = ev.get("type")
             if etype == "input_audio_buffer.append":
                 audio = ev.get("audio", "")
-                stats.appends += 1
-                stats.audio_bytes_in += b64_len(audio)
                 seq += 1
-                stats.deltas += 1
-                t_sent = time.monotonic()
-                await ws.send_str(prefix + str(seq) + '","delta":"' + audio + '"}')
-                if observe is not None:
-                    observe(audio, t_recv, t_sent)
+                await _echo(ws, stats, observe, audio, t_recv,
+                            prefix + str(seq) + '","delta":"' + audio + '"}')
             elif etype == "session.update":
                 session.update(ev.get("session") or {})
                 await ws.send_str(json.dumps({"type": "session.updated",
@@ -110,6 +105,17 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
         stats.open -= 1
     return ws
 
+
+async def _echo(ws: web.WebSocketResponse, stats: Stats, observe: AppendObserver | None,
+                audio: str, t_recv: float, line: str) -> None:
+    """One append echoed back as ``line`` (its audio as a delta), counted and observed."""
+    stats.appends += 1
+    stats.audio_bytes_in += b64_len(audio)
+    stats.deltas += 1
+    t_sent = time.monotonic()
+    await ws.send_str(line)
+    if observe is not None:
+        observe(audio, t_recv, t_sent)
 
 async def live(request: web.Request) -> web.WebSocketResponse:
     """GPT-Live echo: ``session.start`` -> ``session.started``, then every
@@ -132,14 +138,8 @@ async def live(request: web.Request) -> web.WebSocketResponse:
             etype = ev.get("type")
             if etype == "session.input_audio.append":
                 audio = ev.get("audio", "")
-                stats.appends += 1
-                stats.audio_bytes_in += b64_len(audio)
-                stats.deltas += 1
-                t_sent = time.monotonic()
-                await ws.send_str('{"type":"session.output_audio.delta","delta":"' + audio +
-                                  '"}')
-                if observe is not None:
-                    observe(audio, t_recv, t_sent)
+                await _echo(ws, stats, observe, audio, t_recv,
+                            '{"type":"session.output_audio.delta","delta":"' + audio + '"}')
             elif etype == "session.start":
                 session = dict(ev.get("session") or {}, id=f"sess_{tag}",
                                expires_at=int(time.time()) + 3600, status="active")
