@@ -15,7 +15,8 @@ from aiortc.rtcsctptransport import DataChunk
 
 from gateway.api.appkeys import CALLS, FACTORY
 from gateway.call.session import CallSession
-from gateway.legs.ice import MAX_QUEUED_DATAGRAMS, GuardedConnection, _connections
+from gateway.legs.ice import _connections
+from gateway.legs.ice_filter import MAX_QUEUED_DATAGRAMS, GuardedConnection
 from gateway.legs.webrtc import WebRtcLeg
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import Gateway, running_gateway
