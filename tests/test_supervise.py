@@ -205,7 +205,15 @@ async def test_listeners_share_one_encoding() -> None:
             enc = mix["encoders"]["mono"]
             assert enc["listeners"] == 2
             assert enc["packets"] <= mix["ticks"]
-            lat = mix["added_latency_ms"]
+            # Added latency in steady state: a burst of caller frames at the start (a busy
+            # machine delivers them late and together) fills the caller's buffer, and the hub
+            # takes up to a second (SHRINK_TICKS) to shed it; measure the second after that.
+            hub = supervision(session_of(gw, call_id)).hub
+            hub.caller_latency.clear()
+            hub.agent_latency.clear()
+            fake.say(tone24(1000, 2.0), "another tone")
+            await asyncio.sleep(1.2)
+            lat = supervision(session_of(gw, call_id)).to_json()["mix"]["added_latency_ms"]
             assert lat["caller"]["p95"] < 100 and lat["agent"]["p95"] < 100, lat
         finally:
             await a.close()
