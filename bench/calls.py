@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from gateway.audio import opus
+from gateway.cluster.workers import internal_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -72,6 +73,46 @@ def proc_cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and its descendants (a ``serve --workers N`` supervisor, its workers and their
+    private redis-server), from /proc/*/stat; processes that end meanwhile are skipped."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def tree_cpu_s(pid: int) -> float:
+    total = 0.0
+    for p in tree_pids(pid):
+        with contextlib.suppress(OSError):
+            total += proc_cpu_s(p)
+    return total
+
+
+def tree_status(pid: int) -> dict[str, int]:
+    """VmRSS and Threads summed over the process tree."""
+    out = {"VmRSS": 0, "Threads": 0}
+    for p in tree_pids(pid):
+        with contextlib.suppress(OSError, KeyError):
+            st = proc_status(p)
+            out["VmRSS"] += st["VmRSS"]
+            out["Threads"] += st["Threads"]
+    return out
 
 
 def main_thread_cpu_s(pid: int) -> float:
@@ -118,9 +159,16 @@ def histograms(text: str, name: str) -> dict[str, Buckets]:
             continue
         labels = dict(_LABEL.findall(m.group(2) or ""))
         le = float(labels.pop("le"))
+        labels.pop("worker", None)  # ``serve --workers N``: every worker's series, summed
         key = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
         out.setdefault(key, []).append((le, float(m.group(3))))
-    return {k: sorted(v) for k, v in out.items()}
+    merged: dict[str, Buckets] = {}
+    for k, v in out.items():
+        sums: dict[float, float] = {}
+        for le, c in v:
+            sums[le] = sums.get(le, 0.0) + c
+        merged[k] = sorted(sums.items())
+    return merged
 
 
 #: Server counters whose change over the window explains lost frames or ended calls.
@@ -147,6 +195,16 @@ def watched_deltas(before: str, after: str) -> dict[str, dict[str, float]]:
         d = {k: v - a.get(k, 0.0) for k, v in b.items() if v - a.get(k, 0.0)}
         if d:
             out[name.removeprefix("gateway_")] = d
+    return out
+
+
+def calls_per_worker(text: str) -> dict[str, float]:
+    """Active WebRTC calls by worker (``serve --workers N``); empty for one process."""
+    out: dict[str, float] = {}
+    for key, v in samples(text, "gateway_active_calls").items():
+        labels = dict(kv.split("=", 1) for kv in key.split(",") if "=" in kv)
+        if "worker" in labels and labels.get("transport") == "webrtc":
+            out[labels["worker"]] = v
     return out
 
 
@@ -301,7 +359,8 @@ class Procs:
         for c in self.clients:
             c.send("mark")
         pid = self.server.pid
-        snap = Snapshot(time.monotonic(), proc_cpu_s(pid), main_thread_cpu_s(pid), machine_cpu(),
+        snap = Snapshot(time.monotonic(), tree_cpu_s(pid),
+                        sum(main_thread_cpu_s(p) for p in tree_pids(pid)), machine_cpu(),
                         sum(proc_cpu_s(c.proc.pid) for c in self.clients),
                         proc_cpu_s(self.echo.pid), http_get(self.base + "/metrics"),
                         json.loads(http_get(self.echo_url + "/stats")))
@@ -368,7 +427,11 @@ def server_command(server: str, port: int, upstream: str, extra_env: dict[str, s
                     "GATEWAY_SERVER_MAX_CALLS": "200"})
         env.update(extra_env)
         env.update((variants or {}).get(server, {}))
-        return [sys.executable, "-m", "gateway", "serve"], env, "/healthz"
+        # A variant with BENCH_WORKERS=N runs ``serve --workers N`` (its CPU and memory are the
+        # whole process tree's: supervisor, workers and their private redis-server).
+        workers = env.pop("BENCH_WORKERS", "1")
+        return ([sys.executable, "-m", "gateway", "serve",
+                 *(["--workers", workers] if int(workers) > 1 else [])], env, "/healthz")
     return ([sys.executable, "-m", "bench.naive_relay", "--port", str(port), "--upstream",
              upstream], env, "/metrics")
 
@@ -417,9 +480,13 @@ def run_one(server: str, n: int, args: argparse.Namespace, logdir: Path, tag: st
         procs = Procs(echo, srv, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{up_port}")
         wait_http(procs.echo_url + "/stats", echo, 30)
         wait_http(procs.base + ready, srv, 60)
+        workers = int((args.variants or {}).get(server, {}).get("BENCH_WORKERS", "1"))
+        for i in range(workers if workers > 1 else 0):
+            # Every worker up before the callers come (the kernel spreads connections).
+            wait_http(f"http://127.0.0.1:{internal_port(port, i)}{ready}", srv, 60)
         time.sleep(1.0)
-        idle = proc_status(srv.pid)
-        idle_cpu = proc_cpu_s(srv.pid)
+        idle = tree_status(srv.pid)
+        idle_cpu = tree_cpu_s(srv.pid)
         per = max(1, args.calls_per_client)
         sizes = [per] * (n // per) + ([n % per] if n % per else [])
         t_setup = time.monotonic()
@@ -438,9 +505,9 @@ def run_one(server: str, n: int, args: argparse.Namespace, logdir: Path, tag: st
         end = first.t + args.seconds
         while (now := time.monotonic()) < end:
             time.sleep(min(1.0, end - now))
-            per_second.append((time.monotonic(), proc_cpu_s(srv.pid),
-                            proc_status(srv.pid)["VmRSS"]))
-        status = proc_status(srv.pid)
+            per_second.append((time.monotonic(), tree_cpu_s(srv.pid),
+                               tree_status(srv.pid)["VmRSS"]))
+        status = tree_status(srv.pid)
         last = procs.snapshot()
         if spy is not None:
             spy.wait(30)
@@ -620,6 +687,7 @@ def analyse(server: str, n: int, a: Snapshot, b: Snapshot, idle: dict[str, int],
                     "cpus": os.cpu_count()},
         "setup_cpu_s": round(a.cpu - idle_cpu, 3),
         "server_counters": watched_deltas(a.metrics, b.metrics),
+        "calls_per_worker": calls_per_worker(b.metrics),
     }
 
 

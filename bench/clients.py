@@ -291,7 +291,9 @@ async def run(args: argparse.Namespace) -> int:
             return await open_call(http, args.base, args.api_key, pcm, packets,
                                    args.setup_timeout, args.api)
 
-    async with aiohttp.ClientSession() as http:
+    # A connection per request, as independent browsers would open: behind ``serve --workers
+    # N`` the kernel spreads connections, not requests, over the workers.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
         results = await asyncio.gather(*(one() for _ in range(args.calls)),
                                        return_exceptions=True)
         callers = [r for r in results if isinstance(r, Caller)]
