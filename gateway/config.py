@@ -276,10 +276,11 @@ class MediaConfig:
     #: turn_secret_env + turn_ttl_s), parsed by gateway.legs.ice.parse_ice_servers.
     #: May hold a credential: kept out of the config's repr.
     ice_servers: Sequence[Mapping[str, Any]] = field(default=(), repr=False)
-    #: Who carries RTP/RTCP once ICE + DTLS are up: "aiortc" (its sender/receiver tasks and
-    #: packet objects) or "owned" (gateway/legs/datapath.py: bytes in and out, one 20 ms
-    #: clock for every call). See docs/ARCHITECTURE.md and BENCHMARKS.md.
-    datapath: str = "aiortc"
+    #: Who carries RTP/RTCP once ICE + DTLS are up: "owned" (the default:
+    #: gateway/legs/datapath.py, bytes in and out, one 20 ms clock for every call) or "aiortc"
+    #: (its sender/receiver tasks and packet objects; kept selectable as a fallback). See
+    #: docs/ARCHITECTURE.md and BENCHMARKS.md.
+    datapath: str = "owned"
 
     def __post_init__(self) -> None:
         if self.datapath not in ("aiortc", "owned"):

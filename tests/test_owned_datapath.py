@@ -269,10 +269,31 @@ async def test_a_real_peer_on_the_owned_datapath() -> None:
         assert not clock_tasks()
 
 
+async def test_a_real_peer_on_the_aiortc_datapath() -> None:
+    """The fallback (media.datapath = "aiortc") still carries a call both ways: aiortc's own
+    sender and receiver, no media clock, the same quality figures from its stats."""
+    env = {"GATEWAY_MEDIA_DATAPATH": "aiortc", "GATEWAY_MEDIA_STATS_INTERVAL_S": "0.5"}
+    async with running_fake() as (fake, url), running_gateway(url, env=env) as gw:
+        token = await gw.mint({"type": "realtime", "model": "gpt-realtime"})
+        peer = ClientPeer(PcmSourceTrack(tone(440.0, -20.0)))
+        try:
+            await peer.connect(gw.http, f"{gw.base}/v1/realtime/calls", token)
+            (call,) = gw.app[CALLS]._calls.values()
+            assert cast(Any, call).leg._datapath is None
+            await until(lambda: len(fake.conn.audio) >= 48 * 1000, 10, "caller audio upstream")
+            await until(lambda: peer.received_audio().size >= 48000, 10, "a second heard")
+            assert not clock_tasks()
+            inbound = [s for s in (await peer.pc.getStats()).values() if s.type == "inbound-rtp"]
+            assert inbound and inbound[0].packetsReceived >= 50 and inbound[0].packetsLost == 0
+        finally:
+            await peer.close()
+        await until(lambda: not gw.app[CALLS]._calls, 10, "the call ended")
+
+
 def test_the_datapath_setting_is_checked() -> None:
     from gateway import config
 
-    assert config.load(None, {}).media.datapath == "aiortc"  # the default until it has soaked
-    assert config.load(None, {"GATEWAY_MEDIA_DATAPATH": "owned"}).media.datapath == "owned"
+    assert config.load(None, {}).media.datapath == "owned"  # the default since issue 21
+    assert config.load(None, {"GATEWAY_MEDIA_DATAPATH": "aiortc"}).media.datapath == "aiortc"
     with pytest.raises(ValueError, match="media.datapath"):
         config.load(None, {"GATEWAY_MEDIA_DATAPATH": "fast"})

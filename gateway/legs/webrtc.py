@@ -135,7 +135,7 @@ class WebRtcLeg:
                  max_channel_buffer_bytes: int = 4 * 1024 * 1024,
                  connect_timeout_s: float = SETUP_TIMEOUT_S,
                  never_connected_reason: str = "connect_timeout",
-                 datapath: str = "aiortc") -> None:
+                 datapath: str = "owned") -> None:
         self._max_channel_buffer = max_channel_buffer_bytes
         self._too_slow = False
         # An answered offer whose peer never completes ICE + DTLS is an abandoned call (or
