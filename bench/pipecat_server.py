@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -46,7 +46,7 @@ from gateway.obs.metrics import LAG_BUCKETS
 REG = CollectorRegistry()
 LAG = Histogram("gateway_event_loop_lag_seconds", "loop lag", buckets=LAG_BUCKETS, registry=REG)
 UPSTREAM = web.AppKey("upstream", str)
-BOTS = web.AppKey("bots", set)
+BOTS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("bots")
 #: The rate the Realtime API speaks; the pipeline runs at it both ways (no extra resampling
 #: in the service), as the naive relay and the gateway do.
 RATE = 24_000
@@ -63,10 +63,10 @@ async def run_bot(connection: SmallWebRTCConnection, upstream: str) -> None:
         Pipeline([transport.input(), llm, transport.output()]),
         params=PipelineParams(audio_in_sample_rate=RATE, audio_out_sample_rate=RATE))
 
-    @transport.event_handler("on_client_disconnected")  # type: ignore[untyped-decorator]
     async def gone(_transport: Any, _client: Any) -> None:
         await worker.cancel()
 
+    transport.add_event_handler("on_client_disconnected", gone)
     runner = WorkerRunner(handle_sigint=False)
     await runner.add_workers(worker)
     await runner.run()
@@ -83,7 +83,8 @@ async def offer(request: web.Request) -> web.Response:
     connection = SmallWebRTCConnection()
     await connection.initialize(sdp=body["sdp"], type=body.get("type", "offer"))
     spawn(request.app, run_bot(connection, request.app[UPSTREAM]))
-    return web.json_response(connection.get_answer())
+    answer: Callable[[], dict[str, str] | None] = connection.get_answer  # unannotated upstream
+    return web.json_response(answer())
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -104,9 +105,11 @@ async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     yield
     if handle is not None:
         handle.cancel()
-    for task in list(app[BOTS]):
+    running = app[BOTS]
+    bots = list(running)
+    for task in bots:
         task.cancel()
-    await asyncio.gather(*app[BOTS], return_exceptions=True)
+    await asyncio.gather(*bots, return_exceptions=True)
 
 
 def main(argv: list[str] | None = None) -> int:
