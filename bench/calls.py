@@ -785,6 +785,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="N=5, 8 s, gateway and naive; exit 1 if the cost ratio is over the limit")
     p.add_argument("--max-ratio", type=float, default=0.8,
                    help="quick mode: highest allowed gateway/naive cores per call")
+    p.add_argument("--skip-above", action="append", default=[], metavar="NAME=N",
+                   help="don't run server NAME above N calls (e.g. pipecat=20: past where it "
+                        "keeps up, the others go on to larger N in the same run)")
     p.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results)")
     args = p.parse_args(argv)
     if args.quick:
@@ -809,6 +812,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"server 'pipecat' runs in its own venv and {PIPECAT_PYTHON} is missing: "
                 "make bench-pipecat-venv (or set BENCH_PIPECAT_PYTHON)")
     args.extra_env = dict(kv.split("=", 1) for kv in args.gateway_env)
+    args.skip_above = {k: int(v) for k, v in (kv.split("=", 1) for kv in args.skip_above)}
     args.out = args.out or RESULTS / ("calls-quick.json" if args.quick else "calls.json")
     return args
 
@@ -828,6 +832,7 @@ def main(argv: list[str] | None = None) -> int:
     for rep in range(args.repeat):
         for n in args.ns:
             order = args.server_list if rep % 2 == 0 else list(reversed(args.server_list))
+            order = [s for s in order if n <= args.skip_above.get(s, n)]
             for server in order:
                 tag = f"{server}-n{n}-r{rep}"
                 try:
@@ -856,7 +861,7 @@ def main(argv: list[str] | None = None) -> int:
             "calls": args.ns, "seconds": args.seconds, "settle": args.settle,
             "repeat": args.repeat, "servers": args.server_list,
             "calls_per_client": args.calls_per_client, "gateway_env": args.extra_env,
-            "variants": args.variants,
+            "variants": args.variants, "skip_above": args.skip_above,
             "encode_live": args.encode_live, "wait_quiet": args.wait_quiet, "pin": args.pin,
             "profile": args.profile},
         "summary": rows, "runs": runs, "failures": failures,
