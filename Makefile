@@ -89,7 +89,7 @@ $(PIPECAT_VENV)/.installed: bench/requirements-pipecat.txt
 bench-pipecat-venv: $(PIPECAT_VENV)/.installed ## .venv-pipecat: Pipecat pinned for bench.calls --servers ...,pipecat
 
 bench-pipecat: install bench-pipecat-venv ## gateway, naive relay and Pipecat per call in one run (BENCHMARKS.md)
-	$(BIN)/python -m bench.calls --calls 5,10,20,45 --seconds 10 --repeat 2 --servers gateway,naive,pipecat --out bench/results/calls-pipecat.json
+	$(BIN)/python -m bench.calls --calls 5,10,15,20,45 --seconds 10 --repeat 2 --servers gateway,naive,pipecat --skip-above pipecat=20 --out bench/results/calls-pipecat.json
 
 clean: ## remove the venv
 	rm -rf $(VENV) $(PIPECAT_VENV) $(SYSSTAMP) $(JSDIR)/node_modules $(JSDIR)/dist $(JSSTAMP)
