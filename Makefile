@@ -15,7 +15,7 @@ HOST      := $(if $(filter command line,$(origin HOST)),$(HOST),$(GATEWAY_HOST))
 PORT      := $(if $(filter command line,$(origin PORT)),$(PORT),$(GATEWAY_PORT))
 
 .DEFAULT_GOAL := help
-.PHONY: help install sysdeps conformance-js run test soak test-fast lint typecheck fuzz bench bench-quick clean
+.PHONY: help install sysdeps conformance-js run test soak test-fast lint typecheck fuzz bench bench-quick bench-pipecat-venv bench-pipecat clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -79,5 +79,17 @@ bench: install sysdeps ## every benchmark; results in bench/results/*.json (see 
 bench-quick: install ## regression guard: cost per call vs the naive relay, in one run
 	$(BIN)/python -m bench.calls --quick
 
+# Pipecat (the system a user would pick instead) in its own venv: its pins are not ours.
+PIPECAT_VENV := .venv-pipecat
+$(PIPECAT_VENV)/.installed: bench/requirements-pipecat.txt
+	$(PY) -m venv $(PIPECAT_VENV)
+	$(PIPECAT_VENV)/bin/pip install -q -r bench/requirements-pipecat.txt
+	touch $@
+
+bench-pipecat-venv: $(PIPECAT_VENV)/.installed ## .venv-pipecat: Pipecat pinned for bench.calls --servers ...,pipecat
+
+bench-pipecat: install bench-pipecat-venv ## gateway, naive relay and Pipecat per call in one run (BENCHMARKS.md)
+	$(BIN)/python -m bench.calls --calls 5,10,15,20,45 --seconds 10 --repeat 2 --servers gateway,naive,pipecat --skip-above pipecat=20 --out bench/results/calls-pipecat.json
+
 clean: ## remove the venv
-	rm -rf $(VENV) $(SYSSTAMP) $(JSDIR)/node_modules $(JSDIR)/dist $(JSSTAMP)
+	rm -rf $(VENV) $(PIPECAT_VENV) $(SYSSTAMP) $(JSDIR)/node_modules $(JSDIR)/dist $(JSSTAMP)

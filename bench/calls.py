@@ -3,8 +3,10 @@
     python -m bench.calls --calls 1,5,10,20 --seconds 20      # full: BENCHMARKS.md
     python -m bench.calls --quick                              # CI guard (N=5, 8 s)
 
-For every server under test (the gateway, and the reference naive relay of
-``bench/naive_relay.py``) and every N, three processes are started fresh: the echo upstream
+For every server under test (the gateway, the reference naive relay of
+``bench/naive_relay.py``, and with ``--servers ...,pipecat`` Pipecat's SmallWebRTC transport and
+OpenAI Realtime service, ``bench/pipecat_server.py``, run from its own venv: ``make
+bench-pipecat-venv``) and every N, three processes are started fresh: the echo upstream
 (``bench/echo_upstream.py``), the server, and the callers (``bench/clients.py``, one process per
 ``--calls-per-client`` calls). Once every call is connected and ``--settle`` seconds have passed,
 a window of ``--seconds`` is measured between two snapshots ("marks"):
@@ -63,7 +65,12 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 API_KEY = "bench-key"
-SERVERS = ("gateway", "naive")
+SERVERS = ("gateway", "naive", "pipecat")
+#: Pipecat runs from its own venv (its pins are not the project's): ``make bench-pipecat-venv``.
+PIPECAT_PYTHON = Path(os.environ.get("BENCH_PIPECAT_PYTHON",
+                                     str(ROOT / ".venv-pipecat" / "bin" / "python")))
+#: What a Pipecat run records about the Pipecat side (read from its venv).
+PIPECAT_DISTS = ("pipecat-ai", "aiortc", "aioice", "av", "aiohttp", "numpy", "websockets")
 
 # -- /proc ------------------------------------------------------------------------------
 
@@ -432,6 +439,9 @@ def server_command(server: str, port: int, upstream: str, extra_env: dict[str, s
         workers = env.pop("BENCH_WORKERS", "1")
         return ([sys.executable, "-m", "gateway", "serve",
                  *(["--workers", workers] if int(workers) > 1 else [])], env, "/healthz")
+    if server == "pipecat":  # bench/pipecat_server.py, with the Pipecat venv's interpreter
+        return ([str(PIPECAT_PYTHON), "-m", "bench.pipecat_server", "--port", str(port),
+                 "--upstream", upstream], env, "/metrics")
     return ([sys.executable, "-m", "bench.naive_relay", "--port", str(port), "--upstream",
              upstream], env, "/metrics")
 
@@ -491,8 +501,10 @@ def run_one(server: str, n: int, args: argparse.Namespace, logdir: Path, tag: st
         sizes = [per] * (n // per) + ([n % per] if n % per else [])
         t_setup = time.monotonic()
         for size in sizes:
-            # A variant with BENCH_API=live (and a Live profile) calls over GPT-Live.
-            api = (args.variants or {}).get(server, {}).get("BENCH_API", "realtime")
+            # A variant with BENCH_API=live (and a Live profile) calls over GPT-Live;
+            # Pipecat is called with its own signalling.
+            api = "pipecat" if server == "pipecat" else \
+                (args.variants or {}).get(server, {}).get("BENCH_API", "realtime")
             procs.clients.append(ClientProc(procs.base, size, log, env, args.encode_live,
                                             on_load, api))
         for c in procs.clients:
@@ -558,6 +570,7 @@ CATEGORIES = (
     ("gateway audio", ("gateway/audio/", "naive_relay.py", "AudioResampler")),
     ("gateway recording", ("gateway/recording/",)),
     ("gateway call logic", ("gateway/",)),
+    ("pipecat", ("pipecat/",)),
     ("aiortc / aioice", ("aiortc/", "aioice/")),
     ("aiohttp", ("aiohttp/",)),
 )
@@ -698,6 +711,8 @@ SUMMARY_FIELDS = ("cores_per_call", "cores", "main_thread_cores", "rss_per_call_
                   "frame_out_p50_us", "frame_out_p99_us", "inbound_pct", "outbound_pct",
                   "outbound_audio_pct")
 RATIO_FIELDS = ("cores_per_call", "rss_per_call_mb", "loop_lag_p99_ms")
+#: Servers every other one is compared with, within each repeat (when in the run).
+REFERENCES = ("naive", "pipecat")
 
 
 def _median(xs: list[float | None]) -> float | None:
@@ -721,16 +736,19 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         # A run during which the whole machine was busy measured the host, not the server.
         row["saturated_runs"] = sum(r["machine"]["busy_cores"] >= 0.95 * r["machine"]["cpus"]
                                     for r in mine)
-        if server != "naive":
+        for reference in REFERENCES:
+            if server == reference:
+                continue
             for f in RATIO_FIELDS:
                 # Ratio within one repeat (same machine moment), then the median of ratios.
                 ratios = []
                 for r in mine:
-                    ref = [x for x in runs if x["server"] == "naive" and x["calls"] == n
+                    ref = [x for x in runs if x["server"] == reference and x["calls"] == n
                            and x["repeat"] == r["repeat"]]
                     if ref and r.get(f) is not None and ref[0].get(f):
                         ratios.append(r[f] / ref[0][f])
-                row[f"{f}_vs_naive"] = _median(list(ratios))
+                if ratios or reference == "naive":
+                    row[f"{f}_vs_{reference}"] = _median(list(ratios))
         rows.append(row)
     return rows
 
@@ -740,7 +758,10 @@ def _f(x: float | None, spec: str) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| server | N | cores/call | x naive | RSS/call MB | loop lag p50 / p99 ms | "
+    # "x pipecat" only in a run with Pipecat in it.
+    vs_pipecat = any("cores_per_call_vs_pipecat" in r for r in rows)
+    head = ("| server | N | cores/call | x naive | " + ("x pipecat | " if vs_pipecat else "")
+            + "RSS/call MB | loop lag p50 / p99 ms | "
             "frame in p50 / p99 µs | frame out p50 / p99 µs | in % | out % | out audio % | "
             "client cores | machine busy / other load cores | runs saturated |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -748,6 +769,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['server']} | {r['calls']} | {_f(r['cores_per_call'], '.4f')} | "
             f"{_f(r.get('cores_per_call_vs_naive'), '.2f')} | "
+            + (f"{_f(r.get('cores_per_call_vs_pipecat'), '.2f')} | " if vs_pipecat else "") +
             f"{_f(r['rss_per_call_mb'], '.2f')} | "
             f"{_f(r['loop_lag_p50_ms'], '.2f')} / {_f(r['loop_lag_p99_ms'], '.1f')} | "
             f"{_f(r['frame_in_p50_us'], '.0f')} / {_f(r['frame_in_p99_us'], '.0f')} | "
@@ -778,6 +800,15 @@ def machine_info() -> dict[str, Any]:
             versions[dist] = importlib.metadata.version(dist)
     return {"nproc": len(os.sched_getaffinity(0)), "cpu_model": model, "mem_total": mem,
             "kernel": platform.release(), "versions": {**versions, "libopus": opus.version()}}
+
+
+def pipecat_versions() -> dict[str, str]:
+    """The Pipecat venv's versions of what it runs (its interpreter asked, not ours)."""
+    code = ("import importlib.metadata as m, json, platform, sys; print(json.dumps("
+            "{'python': platform.python_version(), **{d: m.version(d) for d in sys.argv[1:]}}))")
+    out = subprocess.run([str(PIPECAT_PYTHON), "-c", code, *PIPECAT_DISTS], capture_output=True,
+                         text=True, check=True, timeout=60).stdout
+    return dict(json.loads(out))
 
 
 # -- main -------------------------------------------------------------------------------
@@ -822,6 +853,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="N=5, 8 s, gateway and naive; exit 1 if the cost ratio is over the limit")
     p.add_argument("--max-ratio", type=float, default=0.8,
                    help="quick mode: highest allowed gateway/naive cores per call")
+    p.add_argument("--skip-above", action="append", default=[], metavar="NAME=N",
+                   help="don't run server NAME above N calls (e.g. pipecat=20: past where it "
+                        "keeps up, the others go on to larger N in the same run)")
     p.add_argument("--out", type=Path, default=None, help="JSON output (default bench/results)")
     args = p.parse_args(argv)
     if args.quick:
@@ -842,7 +876,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for s in args.server_list:
         if s not in SERVERS and s not in args.variants:
             p.error(f"unknown server {s!r} (known: {', '.join(SERVERS)} and --variant names)")
+    if "pipecat" in args.server_list and not PIPECAT_PYTHON.exists():
+        p.error(f"server 'pipecat' runs in its own venv and {PIPECAT_PYTHON} is missing: "
+                "make bench-pipecat-venv (or set BENCH_PIPECAT_PYTHON)")
     args.extra_env = dict(kv.split("=", 1) for kv in args.gateway_env)
+    args.skip_above = {k: int(v) for k, v in (kv.split("=", 1) for kv in args.skip_above)}
     args.out = args.out or RESULTS / ("calls-quick.json" if args.quick else "calls.json")
     return args
 
@@ -862,6 +900,7 @@ def main(argv: list[str] | None = None) -> int:
     for rep in range(args.repeat):
         for n in args.ns:
             order = args.server_list if rep % 2 == 0 else list(reversed(args.server_list))
+            order = [s for s in order if n <= args.skip_above.get(s, n)]
             for server in order:
                 tag = f"{server}-n{n}-r{rep}"
                 try:
@@ -884,11 +923,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = summarise(runs)
     result: dict[str, Any] = {
         "benchmark": "calls", "command": command, "date": started.isoformat(timespec="seconds"),
-        "machine": machine_info(), "source": source, "settings": {
+        "machine": machine_info(), "source": source,
+        **({"pipecat_versions": pipecat_versions()} if "pipecat" in args.server_list else {}),
+        "settings": {
             "calls": args.ns, "seconds": args.seconds, "settle": args.settle,
             "repeat": args.repeat, "servers": args.server_list,
             "calls_per_client": args.calls_per_client, "gateway_env": args.extra_env,
-            "variants": args.variants,
+            "variants": args.variants, "skip_above": args.skip_above,
             "encode_live": args.encode_live, "wait_quiet": args.wait_quiet, "pin": args.pin,
             "profile": args.profile},
         "summary": rows, "runs": runs, "failures": failures,

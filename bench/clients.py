@@ -183,22 +183,31 @@ async def _live_answer(http: aiohttp.ClientSession, base: str, api_key: str, sdp
         return str(body["transport"]["sdp"])
 
 
+async def _pipecat_answer(http: aiohttp.ClientSession, base: str, sdp: str) -> str:
+    """Pipecat's SmallWebRTC signalling (its runner's and JS client's ``POST /api/offer``):
+    ``{"sdp", "type"}`` JSON in, ``{"sdp", "type", "pc_id"}`` out; no token."""
+    async with http.post(f"{base}/api/offer", json={"sdp": sdp, "type": "offer"}) as r:
+        if r.status != 200:
+            raise RuntimeError(f"api/offer: {r.status} {(await r.text())[:300]}")
+        return str((await r.json())["sdp"])
+
+
 async def open_call(http: aiohttp.ClientSession, base: str, api_key: str, pcm: bytes,
                     packets: list[bytes] | None, timeout_s: float, api: str = "realtime"
                     ) -> Caller:
-    if api == "live":
-        return await _open(http, base, api_key, pcm, packets, timeout_s, live=True)
+    if api in ("live", "pipecat"):
+        return await _open(http, base, api_key, pcm, packets, timeout_s, signalling=api)
     async with http.post(f"{base}/v1/realtime/client_secrets", json={},
                          headers={"Authorization": f"Bearer {api_key}"}) as r:
         body = await r.json()
         if r.status != 200:
             raise RuntimeError(f"client_secrets: {r.status} {body}")
         token = body["value"]
-    return await _open(http, base, token, pcm, packets, timeout_s, live=False)
+    return await _open(http, base, token, pcm, packets, timeout_s, signalling="realtime")
 
 
 async def _open(http: aiohttp.ClientSession, base: str, token: str, pcm: bytes,
-                packets: list[bytes] | None, timeout_s: float, *, live: bool) -> Caller:
+                packets: list[bytes] | None, timeout_s: float, *, signalling: str) -> Caller:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     caller = Caller(pc, ToneTrack(pcm, packets))
     channel = pc.createDataChannel("oai-events")
@@ -212,8 +221,10 @@ async def _open(http: aiohttp.ClientSession, base: str, token: str, pcm: bytes,
     caller.tap()
     try:
         await pc.setLocalDescription(await pc.createOffer())
-        if live:
+        if signalling == "live":
             answer = await _live_answer(http, base, token, pc.localDescription.sdp)
+        elif signalling == "pipecat":
+            answer = await _pipecat_answer(http, base, pc.localDescription.sdp)
         else:
             async with http.post(f"{base}/v1/realtime/calls", data=pc.localDescription.sdp,
                                  headers={"Authorization": f"Bearer {token}",
@@ -340,8 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--encode-live", action="store_true",
                    help="encode the tone per caller, as a browser does (costs the client CPU)")
     p.add_argument("--setup-concurrency", type=int, default=4)
-    p.add_argument("--api", choices=("realtime", "live"), default="realtime",
-                   help="open calls over the Realtime API or GPT-Live (POST /v1/live/sessions)")
+    p.add_argument("--api", choices=("realtime", "live", "pipecat"), default="realtime",
+                   help="open calls over the Realtime API, GPT-Live (POST /v1/live/sessions) "
+                        "or Pipecat's SmallWebRTC signalling (POST /api/offer)")
     p.add_argument("--setup-timeout", type=float, default=20.0)
     return asyncio.run(run(p.parse_args(argv)))
 
