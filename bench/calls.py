@@ -75,11 +75,13 @@ PIPECAT_DISTS = ("pipecat-ai", "aiortc", "aioice", "av", "aiohttp", "numpy", "we
 # -- /proc ------------------------------------------------------------------------------
 
 
-def proc_cpu_s(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds."""
+def proc_cpu_s(pid: int, *, system_only: bool = False) -> float:
+    """utime + stime of a process (all its threads), in seconds; stime alone (time in the
+    kernel: on loopback a send also carries the receiver's network stack) if ``system_only``."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
+    stime = int(fields[12])  # fields 14 (utime) and 15 (stime) of stat(5)
+    return (stime if system_only else int(fields[11]) + stime) / CLK_TCK
 
 
 def tree_pids(pid: int) -> list[int]:
@@ -103,11 +105,11 @@ def tree_pids(pid: int) -> list[int]:
     return out
 
 
-def tree_cpu_s(pid: int) -> float:
+def tree_cpu_s(pid: int, *, system_only: bool = False) -> float:
     total = 0.0
     for p in tree_pids(pid):
         with contextlib.suppress(OSError):
-            total += proc_cpu_s(p)
+            total += proc_cpu_s(p, system_only=system_only)
     return total
 
 
@@ -346,6 +348,7 @@ class Snapshot:
     t: float
     cpu: float
     main_cpu: float
+    sys_cpu: float
     machine: tuple[float, float, float]
     client_cpu: float
     echo_cpu: float
@@ -367,7 +370,8 @@ class Procs:
             c.send("mark")
         pid = self.server.pid
         snap = Snapshot(time.monotonic(), tree_cpu_s(pid),
-                        sum(main_thread_cpu_s(p) for p in tree_pids(pid)), machine_cpu(),
+                        sum(main_thread_cpu_s(p) for p in tree_pids(pid)),
+                        tree_cpu_s(pid, system_only=True), machine_cpu(),
                         sum(proc_cpu_s(c.proc.pid) for c in self.clients),
                         proc_cpu_s(self.echo.pid), http_get(self.base + "/metrics"),
                         json.loads(http_get(self.echo_url + "/stats")))
@@ -660,6 +664,7 @@ def analyse(server: str, n: int, a: Snapshot, b: Snapshot, idle: dict[str, int],
         "server": server, "calls": n, "window_s": round(wall, 3),
         "cpu_s": round(cpu, 3), "cores": cpu / wall, "cores_per_call": cpu / wall / n,
         "main_thread_cores": (b.main_cpu - a.main_cpu) / wall,
+        "system_cores": (b.sys_cpu - a.sys_cpu) / wall,
         "cores_per_s_median": statistics.median(per_s) if per_s else None,
         "rss_idle_mb": idle_mb, "rss_mb": rss_mb, "rss_per_call_mb": (rss_mb - idle_mb) / n,
         "rss_window_growth_mb": ((per_second[-1][2] - per_second[0][2]) / 1024
