@@ -4,6 +4,7 @@ real libsrtp sessions, and a real aiortc peer through the gateway."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from types import SimpleNamespace
 from typing import Any, cast
@@ -218,6 +219,37 @@ async def test_caller_rtp_is_decoded_counted_and_reported(call: Any) -> None:
     call.dp._on_datagram(call.peer_tx.protect_rtcp(build_rr(0xCA11, [block])), 1)
     lost, jitter, rtt = call.dp.quality()
     assert lost == 1 and jitter is not None and rtt is not None and 0 <= rtt < 1
+
+
+async def test_a_closed_socket_stops_the_sends_without_a_warning_a_packet(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A real UDP transport closed under the datapath (the ICE transport went away before the
+    call's close reached the datapath): asyncio would log 'socket.send() raised exception.'
+    for every packet from the fifth on; the datapath stops at the first."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                       local_addr=("127.0.0.1", 0))
+    conn = FakeConnection()
+    conn._nominated[1].protocol.transport = transport
+    dtls = SimpleNamespace(transport=SimpleNamespace(_connection=conn),
+                           _rx_srtp=session(KEY_PEER, False), _tx_srtp=session(KEY_GW, True))
+    dp = OwnedDatapath(Playout(120), lambda f, ms: None, VoiceOpusEncoder(),
+                       InboundOpus(lambda pcm: None), clock=cast(MediaClock, FakeClock()))
+    transceiver = SimpleNamespace(sender=SimpleNamespace(_ssrc=0x5EED, transport=dtls),
+                                  receiver=SimpleNamespace(transport=dtls))
+    dp.attach(cast(Any, transceiver))
+    params = SimpleNamespace(rtcp=SimpleNamespace(cname="gw"), muxId="0",
+                             headerExtensions=[], codecs=[SimpleNamespace(payloadType=111)])
+    await transceiver.sender.send(params)
+    dp.tick()
+    assert dp.running and dp.tx is not None and dp.tx.packets == 1
+    transport.close()
+    with caplog.at_level(logging.WARNING, logger="asyncio"):
+        for _ in range(20):
+            dp.tick()
+    assert not dp.running and dp.send_errors == 1 and dp.tx.packets == 1
+    assert not [r for r in caplog.records if "socket.send()" in r.getMessage()]
+    await dp.stop()
 
 
 async def test_stop_says_bye_and_gives_the_socket_back(call: Any) -> None:

@@ -63,6 +63,10 @@ TICKS = RTP_RATE * FRAME_MS // 1000  # RTP clock per 20 ms frame
 HISTORY = 64  # packets kept for retransmission on NACK (1.28 s)
 
 
+def _never() -> bool:
+    return False
+
+
 class OwnedDatapath:
     def __init__(self, playout: Playout, on_frame: FrameObserver, encoder: VoiceOpusEncoder,
                  inbound: InboundOpus, *, on_encode: Callable[[float], None] | None = None,
@@ -86,6 +90,7 @@ class OwnedDatapath:
         self._tx_srtp: Any = None
         self._conn: Any = None
         self._sendto: Callable[[bytes, tuple[str, int]], None] | None = None
+        self._closing: Callable[[], bool] = _never
         self._addr: tuple[str, int] = ("", 0)
         self._dtls: Any = None
         self._aiortc_datagram: Callable[[bytes, int], None] | None = None
@@ -140,7 +145,11 @@ class OwnedDatapath:
         self._rx_srtp, self._tx_srtp = dtls._rx_srtp, dtls._tx_srtp
         # The pair's protocol sends with its transport's sendto (a socket, or aioice's TURN
         # transport, which frames for the relay itself): synchronous either way.
-        self._sendto, self._addr = pair.protocol.transport.sendto, pair.remote_addr
+        transport = pair.protocol.transport
+        self._sendto, self._addr = transport.sendto, pair.remote_addr
+        # A closed asyncio/uvloop transport does not raise on sendto: it logs a warning per
+        # datagram. Its is_closing() is how a send learns the socket has gone.
+        self._closing = getattr(transport, "is_closing", _never)
         self._aiortc_datagram = conn.data_received
         conn.data_received = self._on_datagram
         self.running = True
@@ -248,6 +257,8 @@ class OwnedDatapath:
         packet = writer.build(self._ts0 + index * TICKS, payload)
         self._history[seq % HISTORY] = packet
         self._send(self._tx_srtp.protect(packet))
+        if not self.running:  # the send found the socket gone: nothing went out
+            return
         tx = self.tx
         assert tx is not None
         tx.packets += 1
@@ -279,9 +290,13 @@ class OwnedDatapath:
 
     def _send(self, data: bytes) -> None:
         assert self._sendto is not None
+        if self._closing():  # the ICE transport closed under us (the peer is going)
+            self.send_errors += 1
+            self.running = False
+            return
         try:
             self._sendto(data, self._addr)
-        except (OSError, RuntimeError):  # the socket closed under us: the peer is going
+        except (OSError, RuntimeError):  # the socket failed under us: the peer is going
             self.send_errors += 1
             self.running = False
 
