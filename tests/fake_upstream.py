@@ -200,7 +200,10 @@ class FakeUpstream:
         for t in list(self._tasks):
             t.cancel()
         for t in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
+            # A reply still streaming when the gateway hung up on the upstream (the test's
+            # call ended mid-reply) found its socket closing: that is the end of the test,
+            # not a failure of it.
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await t
 
 
