@@ -553,8 +553,7 @@ def start_profiler(args: argparse.Namespace, pid: int, out: Path) -> subprocess.
     return subprocess.Popen(
         [str(spy), "record", "--pid", str(pid), "--duration", str(int(args.seconds)),
          "--rate", "100", "--nonblocking", "--threads", "--format", "raw", "-o", str(out),
-         *(["--gil"] if args.profile == "gil" else []),
-         *(["--native"] if args.profile == "native" else [])],
+         *(["--gil"] if args.profile == "gil" else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -852,10 +851,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="before each run, wait up to S seconds for the machine to be nearly "
                         "idle (a shared host); 0: don't wait (default 60, quick 0: the "
                         "guard is a ratio within one run and needs no quiet machine)")
-    p.add_argument("--profile", choices=("all", "gil", "native"), default=None,
+    p.add_argument("--profile", choices=("all", "gil"), default=None,
                    help="sample the server with py-spy during each window (threads; 'gil': "
-                        "only samples holding the GIL; 'native': C frames too); summary in "
-                        "the JSON, stacks in the logs")
+                        "only samples holding the GIL); summary in the JSON, stacks in the logs")
     p.add_argument("--quick", action="store_true",
                    help="N=5, 8 s, gateway and naive; exit 1 if the cost ratio is over the limit")
     p.add_argument("--max-ratio", type=float, default=0.5,
