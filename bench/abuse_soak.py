@@ -8,9 +8,11 @@ its frames were delivered both ways (caller -> upstream audio, and agent frames 
 the abuse window, >= 99 % of real time, no RTP lost); the gateway's RSS back within 10 % of
 its start (with the healthy calls up) and its open fds back to that baseline once the abuse
 ends (there is no task-count endpoint: RSS and fds are what is read, from /proc/PID); no
-5xx; no secret in any response or log line. Per attack it reports how often each outcome
-happened (``refused``/``closed``/``accepted``): an attack the gateway does not defeat yet
-shows as ``accepted`` and is listed, not hidden. Writes ``bench/results/abuse-soak.json``.
+5xx; no secret in any response or log line; every attack defeated. Per attack it reports
+how often each outcome happened (``refused``/``closed``/``released_by_deadline``/
+``closed_by_deadline``/``valid_...``/``accepted``): an attack the gateway does not defeat
+shows as ``accepted``/``held_...`` (``NOT_DEFEATED``), is listed and fails the run. Writes
+``bench/results/abuse-soak.json``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 import aiohttp
 
 from bench import abuse_attacks as A
-from bench.calls import ClientProc, free_port, http_get, proc_status, stop, wait_http
+from bench.calls import API_KEY, ClientProc, free_port, http_get, proc_status, stop, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "results" / "abuse-soak.json"
@@ -46,6 +48,11 @@ locked = ["instructions", "tools"]
 """
 
 
+#: Outcomes that mean the gateway did not defeat an attack (``bench.abuse_attacks``).
+NOT_DEFEATED = ("accepted", "held_open", "held_past_deadline", "answered_not_listed",
+                "hung_client_side_timeout")
+
+
 def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -56,7 +63,7 @@ def start(scratch: Path, log: Any) -> tuple[subprocess.Popen[bytes], subprocess.
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     (scratch / "gateway.toml").write_text(TOML)
     gw_env = dict(env, GATEWAY_CONFIG=str(scratch / "gateway.toml"), GATEWAY_HOST="127.0.0.1",
-                  GATEWAY_PORT=str(port), GATEWAY_API_KEYS=A.API_KEY,
+                  GATEWAY_PORT=str(port), GATEWAY_API_KEYS=API_KEY,
                   GATEWAY_ADMIN_TOKEN=A.ADMIN, GATEWAY_TOKEN_SECRET=A.TOKEN_SECRET,
                   TWILIO_AUTH_TOKEN=A.TWILIO, OPENAI_API_KEY=A.UPSTREAM_KEY,
                   GATEWAY_UPSTREAM_URL=f"ws://127.0.0.1:{up_port}/v1/realtime",
@@ -73,9 +80,10 @@ def start(scratch: Path, log: Any) -> tuple[subprocess.Popen[bytes], subprocess.
 
 
 async def attack_loop(name: str, t: A.Target, seconds: float, outcomes: Counter[str],
-                      stop_at: float) -> None:
+                      stop_at: float, index: int = 0) -> None:
     fn, every = A.ATTACKS[name]
-    rng = random.Random(name)
+    rng = random.Random(f"{name}#{index}" if index else name)
+    await asyncio.sleep(index * every)  # more than one loop of an attack: staggered
     loop = asyncio.get_running_loop()
     while loop.time() < stop_at:
         t0 = loop.time()
@@ -97,8 +105,8 @@ async def abuse(base: str, pid: int, seconds: float) -> tuple[dict[str, Counter[
     async with aiohttp.ClientSession(timeout=timeout) as http:
         t = A.Target(base, pid, http)
         stop_at = asyncio.get_running_loop().time() + seconds
-        await asyncio.gather(*(attack_loop(n, t, seconds, outcomes[n], stop_at)
-                               for n in A.ATTACKS))
+        await asyncio.gather(*(attack_loop(n, t, seconds, outcomes[n], stop_at, i)
+                               for n in A.ATTACKS for i in range(A.LOOPS.get(n, 1))))
         await A.end_calls(t)
         return outcomes, t.leaks
 
@@ -171,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     d = delivery(m0, m1, e0, e1, args.calls)
     server_errors = {n: sum(v for k, v in c.items() if k.startswith("server_error"))
                      for n, c in outcomes.items()}
-    accepted = sorted(n for n, c in outcomes.items()
-                      if any(k.startswith("accepted") or k.startswith("held_open") for k in c))
+    accepted = sorted(n for n, c in outcomes.items() if any(k.startswith(NOT_DEFEATED)
+                                                             for k in c))
     checks = {
         "gateway_alive": alive,
         "healthy_calls_connected": d["not_connected"] == 0,
@@ -182,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         "fds_back_to_baseline": fd1 <= fd0,
         "no_5xx": sum(server_errors.values()) == 0,
         "no_secret": not leaks,
+        "every_attack_defeated": not accepted,
     }
     result = {
         "minutes": args.minutes, "abuse_s": round(abuse_s, 1), "healthy_calls": args.calls,
