@@ -34,7 +34,16 @@ from typing import Any
 import aiohttp
 
 from bench import abuse_attacks as A
-from bench.calls import API_KEY, ClientProc, free_port, http_get, proc_status, stop, wait_http
+from bench.calls import (
+    API_KEY,
+    ClientProc,
+    free_port,
+    http_get,
+    proc_cpu_s,
+    proc_status,
+    stop,
+    wait_http,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "results" / "abuse-soak.json"
@@ -159,9 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         rss0, fd0 = proc_status(srv.pid)["VmRSS"], fds(srv.pid)
         client.send("mark")
         m0, e0 = client.expect("mark", 30), json.loads(http_get(echo_url + "/stats"))
-        t_abuse = time.monotonic()
+        t_abuse, cpu0 = time.monotonic(), proc_cpu_s(srv.pid)
         outcomes, leaks = asyncio.run(abuse(base, srv.pid, args.minutes * 60))
         abuse_s = time.monotonic() - t_abuse
+        cores = (proc_cpu_s(srv.pid) - cpu0) / abuse_s
         rss_peak = proc_status(srv.pid)["VmRSS"]
         fd_peak = fds(srv.pid)
         client.send("mark")
@@ -194,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     result = {
         "minutes": args.minutes, "abuse_s": round(abuse_s, 1), "healthy_calls": args.calls,
+        "gateway_cores_during_abuse": round(cores, 3),
+        "malloc_mmap_threshold_bytes": os.environ.get(
+            "GATEWAY_SERVER_MALLOC_MMAP_THRESHOLD_BYTES", "default (131072)"),
         "delivery": d, "rss_kb": {"start": rss0, "peak": rss_peak, "after": rss1},
         "fds": {"start": fd0, "peak": fd_peak, "after": fd1}, "settle_s": round(waited, 1),
         "tracebacks_in_log": text.count("Traceback"), "leaks": leaks,
@@ -204,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"abuse soak: {abuse_s:.0f} s of abuse next to {args.calls} healthy calls")
     print(f"  delivery: {d}")
+    print(f"  gateway CPU during the abuse: {cores:.2f} cores")
     print(f"  RSS {rss0 / 1024:.0f} -> peak {rss_peak / 1024:.0f} -> {rss1 / 1024:.0f} MB after "
           f"{waited:.0f} s; fds {fd0} -> peak {fd_peak} -> {fd1}")
     for n, c in outcomes.items():
