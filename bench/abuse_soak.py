@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -210,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         "delivery": d, "rss_kb": {"start": rss0, "peak": rss_peak, "after": rss1},
         "fds": {"start": fd0, "peak": fd_peak, "after": fd1}, "settle_s": round(waited, 1),
         "tracebacks_in_log": text.count("Traceback"), "leaks": leaks,
+        "slow_memory_sweeps_ms": [float(m) for m in re.findall(
+            r"memory sweep after releases: \d+ unreachable objects, ([\d.]+) ms", text)],
         "outcomes": {n: dict(c) for n, c in outcomes.items()},
         "attacks_not_defeated": accepted, "checks": checks, "log": str(scratch / "servers.log"),
     }

@@ -1,13 +1,15 @@
-"""The allocator's tuning (gateway/allocator.py): the pinned mmap threshold keeps threads'
-arenas from holding freed memory after one large block, and the trim after releases is
-deferred and rate-limited."""
+"""Memory after calls (gateway/allocator.py): the pinned mmap threshold keeps threads' arenas
+from holding freed memory after one large block; the sweep after releases collects a closed
+call's cycles and trims, deferred and rate-limited."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
@@ -85,6 +87,23 @@ print(before - rss())
     assert int(out.stdout) > 20 << 20  # the free pages under a live block went back
 
 
+def test_sweep_collects_cycles_the_tuned_collector_leaves() -> None:
+    class Node:
+        other: Node
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a  # a cycle: reference counting never frees it
+    gone = weakref.ref(a)
+    gc.disable()  # as after tune_gc: no collection comes by on its own
+    try:
+        del a, b
+        assert gone() is not None
+        assert allocator.sweep() >= 2
+        assert gone() is None
+    finally:
+        gc.enable()
+
+
 def test_config_pins_glibcs_start_value_by_default() -> None:
     from gateway import config as config_mod
 
@@ -93,29 +112,29 @@ def test_config_pins_glibcs_start_value_by_default() -> None:
     assert config_mod.load(None, env).server.malloc_mmap_threshold_bytes == 0
 
 
-async def test_release_trim_is_deferred_and_rate_limited() -> None:
+async def test_release_sweep_is_deferred_and_rate_limited() -> None:
     runs: list[float] = []
     loop = asyncio.get_running_loop()
 
-    def fake_trim() -> bool:
+    def counted() -> int:
         runs.append(loop.time())
-        return True
+        return 0
 
-    trimmer = allocator.ReleaseTrim(delay_s=0.05, min_interval_s=0.4, trim_fn=fake_trim)
+    trimmer = allocator.ReleaseSweep(delay_s=0.05, min_interval_s=0.4, sweep_fn=counted)
     t0 = loop.time()
-    for _ in range(5):  # a burst of releases: one trim, after the delay
+    for _ in range(5):  # a burst of releases: one sweep, after the delay
         trimmer.released()
     await asyncio.sleep(0.2)
     assert len(runs) == 1 and runs[0] - t0 >= 0.05
-    trimmer.released()  # soon after a trim: not before min_interval_s has passed
+    trimmer.released()  # soon after a sweep: not before min_interval_s has passed
     await asyncio.sleep(0.1)
     assert len(runs) == 1
     await asyncio.sleep(0.3)
     assert len(runs) == 2 and runs[1] - runs[0] >= 0.4 - 0.005
     trimmer.released()
-    trimmer.close()  # a pending trim is cancelled with the app
+    trimmer.close()  # a pending sweep is cancelled with the app
     await asyncio.sleep(0.5)
-    assert len(runs) == 2 and trimmer.trims == 2
+    assert len(runs) == 2 and trimmer.sweeps == 2
 
 
 class _Call:
