@@ -8,9 +8,11 @@ its frames were delivered both ways (caller -> upstream audio, and agent frames 
 the abuse window, >= 99 % of real time, no RTP lost); the gateway's RSS back within 10 % of
 its start (with the healthy calls up) and its open fds back to that baseline once the abuse
 ends (there is no task-count endpoint: RSS and fds are what is read, from /proc/PID); no
-5xx; no secret in any response or log line. Per attack it reports how often each outcome
-happened (``refused``/``closed``/``accepted``): an attack the gateway does not defeat yet
-shows as ``accepted`` and is listed, not hidden. Writes ``bench/results/abuse-soak.json``.
+5xx; no secret in any response or log line; every attack defeated. Per attack it reports
+how often each outcome happened (``refused``/``closed``/``released_by_deadline``/
+``closed_by_deadline``/``valid_...``/``accepted``): an attack the gateway does not defeat
+shows as ``accepted``/``held_...`` (``NOT_DEFEATED``), is listed and fails the run. Writes
+``bench/results/abuse-soak.json``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -32,7 +35,16 @@ from typing import Any
 import aiohttp
 
 from bench import abuse_attacks as A
-from bench.calls import ClientProc, free_port, http_get, proc_status, stop, wait_http
+from bench.calls import (
+    API_KEY,
+    ClientProc,
+    free_port,
+    http_get,
+    proc_cpu_s,
+    proc_status,
+    stop,
+    wait_http,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "results" / "abuse-soak.json"
@@ -46,6 +58,11 @@ locked = ["instructions", "tools"]
 """
 
 
+#: Outcomes that mean the gateway did not defeat an attack (``bench.abuse_attacks``).
+NOT_DEFEATED = ("accepted", "held_open", "held_past_deadline", "answered_not_listed",
+                "hung_client_side_timeout")
+
+
 def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -56,7 +73,7 @@ def start(scratch: Path, log: Any) -> tuple[subprocess.Popen[bytes], subprocess.
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     (scratch / "gateway.toml").write_text(TOML)
     gw_env = dict(env, GATEWAY_CONFIG=str(scratch / "gateway.toml"), GATEWAY_HOST="127.0.0.1",
-                  GATEWAY_PORT=str(port), GATEWAY_API_KEYS=A.API_KEY,
+                  GATEWAY_PORT=str(port), GATEWAY_API_KEYS=API_KEY,
                   GATEWAY_ADMIN_TOKEN=A.ADMIN, GATEWAY_TOKEN_SECRET=A.TOKEN_SECRET,
                   TWILIO_AUTH_TOKEN=A.TWILIO, OPENAI_API_KEY=A.UPSTREAM_KEY,
                   GATEWAY_UPSTREAM_URL=f"ws://127.0.0.1:{up_port}/v1/realtime",
@@ -73,9 +90,10 @@ def start(scratch: Path, log: Any) -> tuple[subprocess.Popen[bytes], subprocess.
 
 
 async def attack_loop(name: str, t: A.Target, seconds: float, outcomes: Counter[str],
-                      stop_at: float) -> None:
+                      stop_at: float, index: int = 0) -> None:
     fn, every = A.ATTACKS[name]
-    rng = random.Random(name)
+    rng = random.Random(f"{name}#{index}" if index else name)
+    await asyncio.sleep(index * every)  # more than one loop of an attack: staggered
     loop = asyncio.get_running_loop()
     while loop.time() < stop_at:
         t0 = loop.time()
@@ -97,8 +115,8 @@ async def abuse(base: str, pid: int, seconds: float) -> tuple[dict[str, Counter[
     async with aiohttp.ClientSession(timeout=timeout) as http:
         t = A.Target(base, pid, http)
         stop_at = asyncio.get_running_loop().time() + seconds
-        await asyncio.gather(*(attack_loop(n, t, seconds, outcomes[n], stop_at)
-                               for n in A.ATTACKS))
+        await asyncio.gather(*(attack_loop(n, t, seconds, outcomes[n], stop_at, i)
+                               for n in A.ATTACKS for i in range(A.LOOPS.get(n, 1))))
         await A.end_calls(t)
         return outcomes, t.leaks
 
@@ -151,9 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         rss0, fd0 = proc_status(srv.pid)["VmRSS"], fds(srv.pid)
         client.send("mark")
         m0, e0 = client.expect("mark", 30), json.loads(http_get(echo_url + "/stats"))
-        t_abuse = time.monotonic()
+        t_abuse, cpu0 = time.monotonic(), proc_cpu_s(srv.pid)
         outcomes, leaks = asyncio.run(abuse(base, srv.pid, args.minutes * 60))
         abuse_s = time.monotonic() - t_abuse
+        cores = (proc_cpu_s(srv.pid) - cpu0) / abuse_s
         rss_peak = proc_status(srv.pid)["VmRSS"]
         fd_peak = fds(srv.pid)
         client.send("mark")
@@ -171,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     d = delivery(m0, m1, e0, e1, args.calls)
     server_errors = {n: sum(v for k, v in c.items() if k.startswith("server_error"))
                      for n, c in outcomes.items()}
-    accepted = sorted(n for n, c in outcomes.items()
-                      if any(k.startswith("accepted") or k.startswith("held_open") for k in c))
+    accepted = sorted(n for n, c in outcomes.items() if any(k.startswith(NOT_DEFEATED)
+                                                             for k in c))
     checks = {
         "gateway_alive": alive,
         "healthy_calls_connected": d["not_connected"] == 0,
@@ -182,12 +201,18 @@ def main(argv: list[str] | None = None) -> int:
         "fds_back_to_baseline": fd1 <= fd0,
         "no_5xx": sum(server_errors.values()) == 0,
         "no_secret": not leaks,
+        "every_attack_defeated": not accepted,
     }
     result = {
         "minutes": args.minutes, "abuse_s": round(abuse_s, 1), "healthy_calls": args.calls,
+        "gateway_cores_during_abuse": round(cores, 3),
+        "malloc_mmap_threshold_bytes": os.environ.get(
+            "GATEWAY_SERVER_MALLOC_MMAP_THRESHOLD_BYTES", "default (131072)"),
         "delivery": d, "rss_kb": {"start": rss0, "peak": rss_peak, "after": rss1},
         "fds": {"start": fd0, "peak": fd_peak, "after": fd1}, "settle_s": round(waited, 1),
         "tracebacks_in_log": text.count("Traceback"), "leaks": leaks,
+        "slow_memory_sweeps_ms": [float(m) for m in re.findall(
+            r"memory sweep after releases: \d+ unreachable objects, ([\d.]+) ms", text)],
         "outcomes": {n: dict(c) for n, c in outcomes.items()},
         "attacks_not_defeated": accepted, "checks": checks, "log": str(scratch / "servers.log"),
     }
@@ -195,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"abuse soak: {abuse_s:.0f} s of abuse next to {args.calls} healthy calls")
     print(f"  delivery: {d}")
+    print(f"  gateway CPU during the abuse: {cores:.2f} cores")
     print(f"  RSS {rss0 / 1024:.0f} -> peak {rss_peak / 1024:.0f} -> {rss1 / 1024:.0f} MB after "
           f"{waited:.0f} s; fds {fd0} -> peak {fd_peak} -> {fd1}")
     for n, c in outcomes.items():

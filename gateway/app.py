@@ -29,6 +29,7 @@ from gateway.cluster.redis_registry import open_registry
 from gateway.cluster.registry import LocalCalls
 from gateway.obs.metrics import Metrics
 
+from .allocator import ReleaseSweep
 from .config import Config
 from .errors import ApiError
 
@@ -113,7 +114,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     registry = await open_registry(config, app[METRICS])  # [registry] backend
     http = aiohttp.ClientSession()
-    calls = LocalCalls(config.server.max_calls)
+    sweeper = ReleaseSweep()  # a closed call's cycles collected, pages back to the kernel
+    calls = LocalCalls(config.server.max_calls, on_remove=sweeper.released)
     app[HTTP] = http
     app[REGISTRY] = registry
     app[CALLS] = calls
@@ -129,6 +131,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         log.info("closing %d live call(s)", len(live))
         await asyncio.gather(*(c.close("server_shutdown") for c in live),
                              return_exceptions=True)
+    sweeper.close()
     await registry.close()
     app[FACTORY].tools.close()
     await http.close()

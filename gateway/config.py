@@ -183,6 +183,10 @@ class ServerConfig:
     #: After start-up, freeze what is alive into the permanent GC generation and collect
     #: young objects less often (per-packet objects are acyclic; see gateway/lifecycle.py).
     gc_tuned: bool = True
+    #: glibc's mmap threshold, pinned for the process' life (gateway/allocator.py): blocks
+    #: over it are mmapped and unmapped on free. 0 leaves glibc's dynamic threshold, which a
+    #: single large message raises for good (freed memory then kept in every thread's arena).
+    malloc_mmap_threshold_bytes: int = 128 * 1024
     #: Addresses (IPs or CIDRs) of reverse proxies whose X-Forwarded-Proto/Host are believed
     #: when public_url is unset (Twilio's signed URL); default none: nobody's are.
     trusted_proxies: tuple[str, ...] = ()

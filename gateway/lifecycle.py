@@ -20,6 +20,7 @@ from aiohttp.web_request import BaseRequest
 
 from gateway.api.appkeys import CALLS
 
+from . import allocator
 from .config import Config
 from .errors import ApiError
 from .upstream.client import gateway_event_id
@@ -136,6 +137,8 @@ async def serve(app: web.Application, config: Config) -> int:
         await internal.start()
     if config.server.gc_tuned:
         tune_gc()
+    if config.server.malloc_mmap_threshold_bytes > 0:
+        allocator.pin_mmap_threshold(config.server.malloc_mmap_threshold_bytes)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -96,6 +96,24 @@ async def _calls_drained(gw: Gateway) -> bool:
     return True
 
 
+async def test_demo_token_route_refuses_a_bad_body(gw: Gateway) -> None:
+    """The demo route reads {"profile", "dialect"}: a body that is not a JSON object, or
+    those fields of the wrong kind, are 400s in OpenAI's shape (garbage was a 200)."""
+    url, ctype = gw.base + "/api/session", {"Content-Type": "application/json"}
+    for body, code in ((b"\xff\xfe{", "invalid_json"), (b"{", "invalid_json"),
+                       (b"[1]", "invalid_json"), (b'{"profile": 5}', "invalid_type"),
+                       (b'{"dialect": "gamma"}', "invalid_value"),
+                       (b'{"profile": "nope"}', "model_not_found")):
+        async with gw.http.post(url, data=body, headers=ctype) as r:
+            assert r.status == 400, (body, r.status)
+            assert_error_shape(await r.json(), code)
+    # What the demo page posts (profile null: the default), and an empty body: a token.
+    for data in (b'{"profile": null, "dialect": "ga"}', b'{"dialect": "beta"}', b""):
+        async with gw.http.post(url, data=data, headers=ctype) as r:
+            assert r.status == 200, (data, await r.text())
+            assert (await r.json())["value"].startswith("ek_")
+
+
 async def test_deep_events_on_the_data_channel_and_websocket_keep_the_call(
         gw: Gateway) -> None:
     peer = ClientPeer(PcmSourceTrack(tone(300, -30)))

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("gateway.legs", "gateway.upstream", "gateway.recording"),
     ("gateway.tools", "gateway.obs", "gateway.audio"),
     ("gateway.config", "gateway.ids", "gateway.errors", "gateway.jsonlimits",
-     "gateway.children"),
+     "gateway.children", "gateway.allocator"),
 ]
 LOCALRT = "gateway.localrt"
 

@@ -10,11 +10,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.errors import ApiError
-from gateway.jsonlimits import DEFAULT_MAX_DEPTH, JsonTooDeep, JsonTooLarge, loads_limited
+from gateway.errors import ApiError, bad_request
 
 from .appkeys import CONFIG, FACTORY, METRICS, TOKENS
-from .jsonbody import parse_json, read_body
+from .jsonbody import read_json_object
 
 STATIC = Path(__file__).parent.parent / "static"
 routes = web.RouteTableDef()
@@ -35,20 +34,19 @@ async def profiles(request: web.Request) -> web.Response:
 @routes.post("/api/session")
 async def demo_session(request: web.Request) -> web.Response:
     cfg = request.app[CONFIG]
-    raw = await read_body(request)
-    try:
-        body = loads_limited(raw, max_bytes=cfg.server.max_body_bytes,
-                             max_depth=DEFAULT_MAX_DEPTH)
-    except (JsonTooDeep, JsonTooLarge):
-        body = parse_json(raw, max_bytes=cfg.server.max_body_bytes)  # raises its 400/413
-    except ValueError:
-        body = {}  # the demo page may post nothing: the default profile
-    name = body.get("profile") if isinstance(body, dict) else None
-    profile = cfg.profiles.get(name) if isinstance(name, str) else \
-        cfg.profiles[cfg.default_profile]
+    # The demo page posts {"profile", "dialect"}; an empty body is the default profile. A
+    # body that is not a JSON object, or fields of the wrong kind, are 400s (they were
+    # ignored: a 200 for garbage).
+    body = await read_json_object(request)
+    name = body.get("profile")
+    if name is not None and not isinstance(name, str):
+        raise bad_request("invalid_type", "profile must be a string.", "profile")
+    profile = cfg.profiles[cfg.default_profile] if name is None else cfg.profiles.get(name)
     if profile is None:
         raise ApiError(400, "model_not_found", "Unknown agent profile.", param="profile")
-    dialect = "beta" if isinstance(body, dict) and body.get("dialect") == "beta" else "ga"
+    dialect = "ga" if body.get("dialect") is None else body["dialect"]
+    if dialect not in ("ga", "beta"):
+        raise bad_request("invalid_value", "dialect must be 'ga' or 'beta'.", "dialect")
     session = request.app[FACTORY].base_session(profile)
     value, expires_at = await request.app[TOKENS].mint(
         profile=profile.name, session=session, ttl_s=cfg.tokens.default_ttl_s, dialect=dialect)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -142,10 +142,12 @@ class Closable(Protocol):
 
 
 class LocalCalls:
-    """Calls owned by this process, with a capacity limit and a draining switch."""
+    """Calls owned by this process, with a capacity limit and a draining switch.
+    ``on_remove`` is told each time a call leaves (the allocator's trim)."""
 
-    def __init__(self, max_calls: int) -> None:
+    def __init__(self, max_calls: int, on_remove: Callable[[], None] | None = None) -> None:
         self.max_calls = max_calls
+        self._on_remove = on_remove
         self.draining = False
         self._calls: dict[str, Closable] = {}
         self._reserved = 0
@@ -168,7 +170,8 @@ class LocalCalls:
         self._calls[call.call_id] = call
 
     def remove(self, call_id: str) -> None:
-        self._calls.pop(call_id, None)
+        if self._calls.pop(call_id, None) is not None and self._on_remove is not None:
+            self._on_remove()
 
     def get(self, call_id: str) -> Closable | None:
         return self._calls.get(call_id)
