@@ -114,8 +114,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     registry = await open_registry(config, app[METRICS])  # [registry] backend
     http = aiohttp.ClientSession()
-    sweeper = ReleaseSweep()  # a closed call's cycles collected, pages back to the kernel
-    calls = LocalCalls(config.server.max_calls, on_remove=sweeper.released)
+    # A closed call's cycles collected, pages back to the kernel (unless the operator says no).
+    every = config.server.release_sweep_interval_s
+    sweeper = ReleaseSweep(min_interval_s=every) if every > 0 else None
+    calls = LocalCalls(config.server.max_calls,
+                       on_remove=sweeper.released if sweeper is not None else None)
     app[HTTP] = http
     app[REGISTRY] = registry
     app[CALLS] = calls
@@ -131,7 +134,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         log.info("closing %d live call(s)", len(live))
         await asyncio.gather(*(c.close("server_shutdown") for c in live),
                              return_exceptions=True)
-    sweeper.close()
+    if sweeper is not None:
+        sweeper.close()
     await registry.close()
     app[FACTORY].tools.close()
     await http.close()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import weakref
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -110,6 +111,22 @@ def test_config_pins_glibcs_start_value_by_default() -> None:
     assert config_mod.load(None, {}).server.malloc_mmap_threshold_bytes == 128 * 1024
     env = {"GATEWAY_SERVER_MALLOC_MMAP_THRESHOLD_BYTES": "0"}
     assert config_mod.load(None, env).server.malloc_mmap_threshold_bytes == 0
+
+
+async def test_the_sweep_follows_its_setting() -> None:
+    """On by default (every 30 s at most), off with 0: the call list then tells no one."""
+    from gateway.api.appkeys import CALLS
+    from tests.fake_upstream import running_fake
+    from tests.gateway_fixtures import running_gateway
+
+    async with running_fake() as (_, url):
+        async with running_gateway(url) as gw:
+            hook = gw.app[CALLS]._on_remove
+            assert hook is not None
+            assert cast(Any, hook).__self__.min_interval_s == 30.0
+        env = {"GATEWAY_SERVER_RELEASE_SWEEP_INTERVAL_S": "0"}
+        async with running_gateway(url, env=env) as gw:
+            assert gw.app[CALLS]._on_remove is None
 
 
 async def test_release_sweep_is_deferred_and_rate_limited() -> None:
