@@ -100,6 +100,30 @@ def _data_file(name: str) -> bytes:
     raise FileNotFoundError(name)
 
 
+_DIGIT_WORDS = frozenset(("zero", "oh", "one", "two", "three", "four", "five", "six", "seven",
+                          "eight", "nine"))
+
+
+def unloop(text: str) -> str:
+    """A phrase of two words or more said three or more times in a row, once: Whisper's loop
+    ("hello there hello there hello there ..."), which no caller says. Runs made of digits
+    only are left alone ("one two one two one two" can be a number)."""
+    words = text.split()
+    n = 2
+    while n <= len(words) // 3:
+        i = 0
+        while i + 3 * n <= len(words):
+            gram = words[i:i + n]
+            reps = 1
+            while words[i + reps * n:i + (reps + 1) * n] == gram:
+                reps += 1
+            if reps >= 3 and not all(w in _DIGIT_WORDS for w in gram):
+                del words[i + n:i + reps * n]
+            i += 1
+        n += 1
+    return " ".join(words)
+
+
 def _gzip_ratio(text: str) -> float:
     raw = text.encode()
     return len(raw) / max(1, len(zlib.compress(raw)))
@@ -193,4 +217,4 @@ class WhisperModel:
         if no_speech > NO_SPEECH:
             log.debug("dropped %r: no-speech %.2f", written, no_speech)
             written = ""
-        return Heard(spoken(written), score, written, time.perf_counter() - t0)
+        return Heard(unloop(spoken(written)), score, written, time.perf_counter() - t0)

@@ -13,7 +13,7 @@ from bench.wer_corpus import add_noise, espeak
 from gateway.localrt.domainlm import DomainLm
 from gateway.localrt.logmel import denoise, log_mel
 from gateway.localrt.phrases import domain_sentences
-from gateway.localrt.whisper import Decoding, WhisperModel
+from gateway.localrt.whisper import Decoding, WhisperModel, unloop
 
 
 def test_domain_lm_prefers_what_callers_say_and_still_scores_open_words() -> None:
@@ -64,3 +64,14 @@ def test_rescoring_does_not_change_a_clear_utterance_and_can_be_turned_off() -> 
     noisy = add_noise(audio, 10.0, seed=5)
     # both decode the noisy clip to words (no crash, no empty result): the LM only re-ranks
     assert rescored.transcribe(noisy).text and plain.transcribe(noisy).text
+
+
+@pytest.mark.parametrize(("heard", "kept"), [
+    ("hello there hello there hello there hello there", "hello there"),
+    ("book it for me book it for me book it for me please", "book it for me please"),
+    ("hello there hello there", "hello there hello there"),  # twice can be meant
+    ("my phone number is five five five one two", "my phone number is five five five one two"),
+    ("one two one two one two", "one two one two one two"),  # digits: a number
+])
+def test_unloop_collapses_whispers_loops_only(heard: str, kept: str) -> None:
+    assert unloop(heard) == kept
