@@ -1,9 +1,11 @@
 """Recogniser WER across voices, speaking rates, noise and the phone path, with CPU per audio
 second, memory, start-up time and turn latency, for each recogniser the engine offers.
 
-    python -m bench.wer                      # both recognisers, the whole test set
+    python -m bench.wer                      # every recogniser setting, the whole test set
     python -m bench.wer --asr whisper --quick
     python -m bench.wer --no-latency
+    python -m bench.wer --asr whisper,whisper-prev --cache /tmp/wer-clips.pkl \
+        --conditions clean,fast,snr10,phone --voices espeak-us-m,espeak-scot  # iterating
 
 Each recogniser is measured in its own process (clean memory numbers): the test set is
 synthesised (bench/wer_corpus.py) and streamed through the engine's own input path (wire
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import pickle
 import statistics
 import subprocess
 import sys
@@ -28,13 +31,16 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.wer_corpus import CONDITIONS, Clip, clips, wer
+from bench.wer_corpus import CONDITIONS, IN_DOMAIN, OPEN, Clip, clips, wer
 
+QUICK = frozenset(IN_DOMAIN[:4] + OPEN[:4])
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "wer.json"
-#: name -> (EngineConfig.asr, Whisper beam width)
-BACKENDS = {"whisper": ("whisper", 3), "whisper-greedy": ("whisper", 1),
-            "pocketsphinx": ("pocketsphinx", 1)}
+#: name -> (EngineConfig.asr, Whisper beam width, LM rescoring weight, pre-emphasis)
+BACKENDS = {"whisper": ("whisper", 3, 0.3, 0.97),
+            "whisper-prev": ("whisper", 3, 0.0, 0.0),  # the default before rescoring
+            "whisper-greedy": ("whisper", 1, 0.0, 0.97),
+            "pocketsphinx": ("pocketsphinx", 1, 0.0, 0.0)}
 
 
 def rss_mb() -> float:
@@ -61,19 +67,37 @@ def transcribe(asr: Any, vads: Any, item: Clip) -> str:
     return " ".join(heard)
 
 
-def measure_recogniser(name: str, quick: bool) -> dict[str, Any]:
-    """Runs in a child process: load, then decode the whole test set."""
+def test_set(args: argparse.Namespace) -> list[Clip]:
+    """The clips, synthesised, or read from ``--cache`` (written there the first time: the
+    synthesis is deterministic, so a cached set is the same set)."""
+    voices = args.voices.split(",") if args.voices else None
+    conditions = args.conditions.split(",") if args.conditions else None
+    if args.quick:
+        conditions = conditions or ["clean", "snr10", "phone"]
+    if args.cache and Path(args.cache).exists():
+        items: list[Clip] = pickle.loads(Path(args.cache).read_bytes())
+    else:
+        items = clips(phrases=4 if args.quick else None)
+        if args.cache:
+            Path(args.cache).write_bytes(pickle.dumps(items))
+    return [c for c in items if (voices is None or c.voice in voices)
+            and (conditions is None or c.condition in conditions)
+            and (not args.quick or c.reference in QUICK)]
+
+
+def measure_recogniser(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Runs in a child process: load, then decode the test set."""
     from gateway.localrt.config import EngineConfig
     from gateway.localrt.recognition import load
     from gateway.localrt.vad import SileroPool
 
-    items = clips(phrases=4 if quick else None,
-                  conditions=["clean", "snr10", "phone"] if quick else None)
+    items = test_set(args)
     vads = SileroPool(1)
     cfg = EngineConfig()
-    kind, beam = BACKENDS[name]
+    kind, beam, lm_weight, preemphasis = BACKENDS[name]
     rss0, t0 = rss_mb(), time.perf_counter()
-    asr = load(kind, cfg.asr_generic_decoders, cfg.asr_accept_score, cfg.asr_threads, beam)
+    asr = load(kind, cfg.asr_generic_decoders, cfg.asr_accept_score, cfg.asr_threads, beam,
+               lm_weight, preemphasis)
     startup_s, rss_load = time.perf_counter() - t0, rss_mb() - rss0
     transcribe(asr, vads, items[0])  # first-call allocations, as the engine's warm-up does
     groups: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -100,8 +124,9 @@ def turn_latency(name: str) -> dict[str, Any]:
     from bench.localrt_latency import SILENCE_MS, run_stream, start_engine
     from tests.fixtures.make_speech import PHRASES
 
-    kind, beam = BACKENDS[name]
-    proc, url = start_engine("--asr", kind, "--asr-beam", str(beam))
+    kind, beam, lm_weight, preemphasis = BACKENDS[name]
+    proc, url = start_engine("--asr", kind, "--asr-beam", str(beam), "--asr-lm-weight",
+                             str(lm_weight), "--asr-preemphasis", str(preemphasis))
     try:
         turns = asyncio.run(run_stream(url, list(PHRASES)))
     finally:
@@ -139,24 +164,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--asr", default=",".join(BACKENDS),
                         help=f"comma-separated, of: {', '.join(BACKENDS)}")
     parser.add_argument("--quick", action="store_true", help="4+4 phrases, 3 conditions")
+    parser.add_argument("--voices", help="comma-separated voice labels (default: all)")
+    parser.add_argument("--conditions", help=f"comma-separated, of: {', '.join(CONDITIONS)}")
+    parser.add_argument("--cache", help="pickle of the synthesised set (written if absent)")
     parser.add_argument("--no-latency", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(measure_recogniser(args.child, args.quick)))
+        print(json.dumps(measure_recogniser(args.child, args)))
         return 0
+    if args.cache:
+        test_set(args)  # synthesised once, before the children read it
     results: dict[str, Any] = {"cores": os.cpu_count(), "load_avg": os.getloadavg()[0]}
+    subset = [*(["--quick"] if args.quick else []),
+              *(["--voices", args.voices] if args.voices else []),
+              *(["--conditions", args.conditions] if args.conditions else []),
+              *(["--cache", args.cache] if args.cache else [])]
     for kind in args.asr.split(","):
-        out = subprocess.run([sys.executable, "-m", "bench.wer", "--child", kind,
-                              *(["--quick"] if args.quick else [])], cwd=ROOT, check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run([sys.executable, "-m", "bench.wer", "--child", kind, *subset],
+                             cwd=ROOT, check=True, capture_output=True, text=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
         if not args.no_latency:
             r["latency"] = turn_latency(kind)
+        r["load_avg"] = round(os.getloadavg()[0], 2)
+        r["date"] = time.strftime("%Y-%m-%d %H:%M")
         results[kind] = r
         summarise(kind, r)
-    if not args.quick:
-        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    if not (args.quick or args.voices or args.conditions):
+        # settings not measured this time keep their last full run (each has its date)
+        old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        RESULTS.write_text(json.dumps({**old, **results}, indent=1) + "\n")
         print(f"\nwrote {RESULTS.relative_to(ROOT)}")
     return 0
 

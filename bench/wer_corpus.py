@@ -58,13 +58,19 @@ CONDITIONS: dict[str, tuple[str, float | None, bool]] = {
     "snr10": ("normal", 10.0, False), "phone": ("normal", None, True)}
 
 
+def _resample(samples: Samples, rate: int, to: int) -> Samples:
+    """In float: soxr dithers int16 output with a random seed (a different set every run)."""
+    out = soxr.resample(samples.astype(np.float32), rate, to)
+    return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+
+
 def espeak(text: str, voice: str, wpm: int) -> Samples:
     wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "--stdout", text],
                          check=True, capture_output=True).stdout
     with wave.open(io.BytesIO(wav)) as w:
         rate = w.getframerate()
         data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    return np.asarray(soxr.resample(data, rate, RATE), dtype=np.int16)
+    return _resample(data, rate, RATE)
 
 
 @cache
@@ -120,7 +126,7 @@ class Clip:
 def wire(samples: Samples, phone: bool, lead_ms: int = 300, tail_ms: int = 1000) -> bytes:
     """Speech between silences, as the engine's wire format."""
     out_rate = 8_000 if phone else 24_000
-    pcm = np.asarray(soxr.resample(samples, RATE, out_rate), dtype=np.int16)
+    pcm = _resample(samples, RATE, out_rate)
     pcm = np.concatenate((np.zeros(out_rate * lead_ms // 1000, dtype=np.int16), pcm,
                           np.zeros(out_rate * tail_ms // 1000, dtype=np.int16)))
     return ulaw_encode(pcm) if phone else pcm.astype("<i2").tobytes()

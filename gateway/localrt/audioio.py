@@ -41,7 +41,10 @@ class InputDecoder:
         import soxr
 
         self.format = fmt
-        self._resampler = soxr.ResampleStream(wire_rate(fmt), ANALYSIS_RATE, 1, dtype="int16")
+        # float32, not int16: soxr dithers integer output with a random seed, so the same
+        # call gave different samples (and now and then different words) from run to run.
+        self._resampler = soxr.ResampleStream(wire_rate(fmt), ANALYSIS_RATE, 1,
+                                              dtype="float32")
 
     def decode(self, data: bytes) -> Samples:
         if self.format == "audio/pcm":
@@ -50,8 +53,9 @@ class InputDecoder:
             pcm = ulaw_decode(data)
         else:
             pcm = alaw_decode(data)
-        out: Samples = self._resampler.resample_chunk(pcm)
-        return out
+        out = self._resampler.resample_chunk(pcm.astype(np.float32))
+        samples: Samples = np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+        return samples
 
 
 def encode_output(samples: Samples, fmt: WireFormat) -> bytes:

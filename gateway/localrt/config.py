@@ -38,6 +38,11 @@ class EngineConfig:
     #: Whisper's beam width (1 = greedy: ~25 % less decoder CPU, more errors off the
     #: engine's own voice; see BENCHMARKS.md "Recogniser WER").
     asr_beam_size: int = 3
+    #: Whisper: weight of the domain LM when rescoring the beam's hypotheses (0: Whisper's
+    #: own ranking) and pre-emphasis before log-mel (0: none). See BENCHMARKS.md
+    #: "Recogniser WER", "What was tried".
+    asr_lm_weight: float = 0.3
+    asr_preemphasis: float = 0.97
     #: pocketsphinx: generic-LM decoders (~90 MB each) streaming alongside the domain
     #: decoder, one per speaker talking at the same moment; past that, low-scoring turns
     #: are re-decoded.

@@ -25,7 +25,8 @@ class Engine:
         self.voice = Voice(self.config.tts_threads)
         cfg = self.config
         self.asr = load(cfg.asr, cfg.asr_generic_decoders, cfg.asr_accept_score,
-                        cfg.asr_threads, cfg.asr_beam_size)
+                        cfg.asr_threads, cfg.asr_beam_size, cfg.asr_lm_weight,
+                        cfg.asr_preemphasis)
         self.vads = SileroPool(self.config.vad_prewarm)
         self._warm_up()
         log.info("local engine ready in %.2f s", time.perf_counter() - t0)

@@ -55,16 +55,48 @@ _FILTERS = mel_filters()
 _WINDOW = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
 
 
-def log_mel(samples: npt.NDArray[np.int16], tail_frames: int = TAIL_FRAMES) -> Features:
-    """(80, frames) features of int16 16 kHz audio, silence appended, at most 30 s."""
-    audio = samples.astype(np.float32) / 32768.0
-    frames = min(len(audio) // HOP + tail_frames, MAX_FRAMES)
+#: Spectral subtraction: the noise floor is the mean power of the quietest frames, removed
+#: ``OVERSUBTRACT`` times over, and no bin drops under ``FLOOR`` of its own power.
+NOISE_FRACTION = 0.15
+OVERSUBTRACT = 2.0
+FLOOR = 0.05
+
+
+def _power(audio: npt.NDArray[np.float32], frames: int) -> npt.NDArray[np.float32]:
+    """(frames, 201) power spectra of centred 25 ms windows every 10 ms."""
     audio = np.pad(audio, (0, max(0, frames * HOP - len(audio))))[:frames * HOP]
     padded = np.pad(audio, (N_FFT // 2, N_FFT // 2), mode="reflect")
     starts = np.arange(frames) * HOP
     windows = padded[starts[:, None] + np.arange(N_FFT)[None, :]] * _WINDOW
-    power = np.abs(np.fft.rfft(windows, axis=1)) ** 2
-    mel = _FILTERS @ power.T.astype(np.float32)
+    return (np.abs(np.fft.rfft(windows, axis=1)) ** 2).astype(np.float32)
+
+
+def denoise(power: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Stationary noise taken out of (frames, bins) power spectra: a no-op on clean audio,
+    whose quietest frames hold (almost) nothing."""
+    if len(power) < 20:
+        return power
+    energy = power.sum(axis=1)
+    quiet = np.argsort(energy)[:max(5, int(len(power) * NOISE_FRACTION))]
+    noise = power[quiet].mean(axis=0)
+    out: npt.NDArray[np.float32] = np.maximum(power - OVERSUBTRACT * noise, FLOOR * power)
+    return out
+
+
+def log_mel(samples: npt.NDArray[np.int16], tail_frames: int = TAIL_FRAMES,
+            min_frames: int = 0, denoise_noise: bool = False,
+            preemphasis: float = 0.0) -> Features:
+    """(80, frames) features of int16 16 kHz audio, silence appended (at least
+    ``tail_frames``, up to ``min_frames`` in all), at most 30 s."""
+    audio = samples.astype(np.float32) / 32768.0
+    if preemphasis:
+        audio = np.append(audio[:1], audio[1:] - preemphasis * audio[:-1])
+    speech = min(len(audio) // HOP, MAX_FRAMES)
+    frames = min(max(len(audio) // HOP + tail_frames, min_frames), MAX_FRAMES)
+    power = _power(audio, frames)
+    if denoise_noise:
+        power[:speech] = denoise(power[:speech])
+    mel = _FILTERS @ power.T
     logs = np.log10(np.maximum(mel, 1e-10))
     logs = np.maximum(logs, logs.max() - 8.0)
     out: Features = ((logs + 4.0) / 4.0).astype(np.float32)

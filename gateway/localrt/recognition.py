@@ -37,11 +37,22 @@ class Recognition(Protocol):
 
 
 def load(kind: str, generic_decoders: int, accept_score: float,
-         threads: int, beam_size: int = 3) -> Recognition:
+         threads: int, beam_size: int = 3, lm_weight: float | None = None,
+         preemphasis: float | None = None) -> Recognition:
+    """The configured recogniser; for Whisper, ``lm_weight`` / ``preemphasis`` of None keep
+    the measured defaults (``whisper.Decoding``)."""
     if kind == "whisper":
+        from dataclasses import replace
+
+        from .whisper import Decoding
         from .whisper_asr import WhisperModels
 
-        return WhisperModels(threads, beam_size)
+        decoding = replace(Decoding(), beam_size=beam_size, n_best=beam_size)
+        if lm_weight is not None:
+            decoding = replace(decoding, lm_weight=lm_weight)
+        if preemphasis is not None:
+            decoding = replace(decoding, preemphasis=preemphasis)
+        return WhisperModels(threads, decoding)
     if kind == "pocketsphinx":
         from .asr import AsrModels
         from .phrases import domain_sentences

@@ -160,13 +160,19 @@ def main(argv: list[str] | None = None) -> int:
                         default=EngineConfig().asr, help="the recogniser (EngineConfig.asr)")
     parser.add_argument("--asr-beam", type=int, default=EngineConfig().asr_beam_size,
                         help="Whisper's beam width (1: greedy)")
+    parser.add_argument("--asr-lm-weight", type=float, default=EngineConfig().asr_lm_weight,
+                        help="Whisper n-best rescoring by the domain LM (0: off)")
+    parser.add_argument("--asr-preemphasis", type=float,
+                        default=EngineConfig().asr_preemphasis,
+                        help="pre-emphasis before Whisper's log-mel (0: off)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(serve(args.host, args.port, EngineConfig(
-            output_pace=args.pace, asr=args.asr, asr_beam_size=args.asr_beam)))
+            output_pace=args.pace, asr=args.asr, asr_beam_size=args.asr_beam,
+            asr_lm_weight=args.asr_lm_weight, asr_preemphasis=args.asr_preemphasis)))
     except KeyboardInterrupt:
         pass
     return 0

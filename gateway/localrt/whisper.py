@@ -5,8 +5,12 @@ to CTranslate2 as file contents: nothing is written to disk and nothing is downl
 
 One model per process, shared by every session: CTranslate2 queues concurrent calls and
 releases the GIL while it computes. Beam search over an utterance's features (no 30 s
-padding, see ``logmel``), with a short prompt of in-domain text as "previous" context, which
-biases the spelling of the domain's words without constraining what can be heard.
+padding, see ``logmel``; pre-emphasised audio), with a short prompt of in-domain text as
+"previous" context, which biases the spelling of the domain's words without constraining what
+can be heard. The beam's three hypotheses are then re-ranked with the domain's word trigram
+model (``domainlm``) added to Whisper's own score: "nine a m" over "nine iam", "five five
+five" over "five time". Open sentences pay a bounded cost per unknown word and still win when
+Whisper is sure of them.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import importlib.resources
 import json
 import logging
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .bpe import Bpe, decode
+from .domainlm import DomainLm
 from .logmel import log_mel
 from .textnorm import spoken
 
@@ -43,6 +49,39 @@ BEAM_SIZE = 3
 #: Without it Whisper base loops on these short utterances (in-domain WER on the espeak
 #: voices 17 % -> 29 % at 1.0); the loop guard below does not catch every loop.
 REPETITION_PENALTY = 1.1
+#: Pre-emphasis of the audio before log-mel (y[n] = x[n] - 0.97 x[n-1]): lifts the
+#: consonants' band, the largest gain on the phone path (bench/wer.py: in-domain 16.6 ->
+#: 13.1 % on the espeak voices' phone cells with rescoring).
+PREEMPHASIS = 0.97
+#: n-best rescoring: the beam's hypotheses re-ranked by Whisper's summed log-probability plus
+#: this weight times the domain LM's (``domainlm``); 0 turns it off.
+LM_WEIGHT = 0.3
+
+
+@dataclass(frozen=True, slots=True)
+class Decoding:
+    """How an utterance is decoded; the defaults are what bench/wer.py measured best."""
+
+    beam_size: int = BEAM_SIZE
+    repetition_penalty: float = REPETITION_PENALTY
+    no_repeat_ngram: int = 6
+    prompt: str | None = DOMAIN_PROMPT
+    #: Features padded with silence to at least this many frames (10 ms each).
+    min_frames: int = 0
+    #: Re-decode by sampling at these temperatures when the decode looks failed (mean
+    #: log-probability under ``fallback_logprob`` or gzip ratio over ``fallback_ratio``).
+    fallback: tuple[float, ...] = ()
+    fallback_logprob: float = -1.0
+    fallback_ratio: float = 2.4
+    fallback_best_of: int = 3
+    #: n-best rescoring by the domain LM: hypotheses kept from the beam, and the LM weight
+    #: (natural-log LM probability added to Whisper's summed token log-probability).
+    n_best: int = BEAM_SIZE
+    lm_weight: float = LM_WEIGHT
+    #: Front-end: spectral noise reduction before log-mel (measured no better), and
+    #: pre-emphasis.
+    denoise: bool = False
+    preemphasis: float = PREEMPHASIS
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +100,44 @@ def _data_file(name: str) -> bytes:
     raise FileNotFoundError(name)
 
 
+_DIGIT_WORDS = frozenset(("zero", "oh", "one", "two", "three", "four", "five", "six", "seven",
+                          "eight", "nine"))
+
+
+def unloop(text: str) -> str:
+    """A phrase of two words or more said three or more times in a row, once: Whisper's loop
+    ("hello there hello there hello there ..."), which no caller says. Runs made of digits
+    only are left alone ("one two one two one two" can be a number)."""
+    words = text.split()
+    n = 2
+    while n <= len(words) // 3:
+        i = 0
+        while i + 3 * n <= len(words):
+            gram = words[i:i + n]
+            reps = 1
+            while words[i + reps * n:i + (reps + 1) * n] == gram:
+                reps += 1
+            if reps >= 3 and not all(w in _DIGIT_WORDS for w in gram):
+                del words[i + n:i + reps * n]
+            i += 1
+        n += 1
+    return " ".join(words)
+
+
+def _gzip_ratio(text: str) -> float:
+    raw = text.encode()
+    return len(raw) / max(1, len(zlib.compress(raw)))
+
+
 class WhisperModel:
     """Loaded once (~1 s, ~150 MB as int8 weights)."""
 
-    def __init__(self, threads: int = 2, beam_size: int = BEAM_SIZE,
-                 prompt: str | None = DOMAIN_PROMPT, compute_type: str = "int8") -> None:
+    def __init__(self, threads: int = 2, decoding: Decoding | None = None,
+                 compute_type: str = "int8") -> None:
         import ctranslate2
 
         t0 = time.perf_counter()
+        self.decoding = d = decoding or Decoding()
         weights = (_data_file("model.bin.part1") + _data_file("model.bin.part2"))
         files = {"model.bin": weights, "config.json": _data_file("config.json"),
                  "vocabulary.json": _data_file("vocabulary.json")}
@@ -79,11 +148,44 @@ class WhisperModel:
         tokenizer = json.loads(_data_file("tokenizer.json"))
         self._bpe = Bpe(tokenizer["model"]["merges"])
         start = ["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
-        context = ["<|startofprev|>", *self._bpe.encode(" " + prompt)] if prompt else []
+        context = ["<|startofprev|>", *self._bpe.encode(" " + d.prompt)] if d.prompt else []
         self.prompt = context + start
-        self.beam_size = beam_size
+        self.beam_size = d.beam_size
+        self._lm: DomainLm | None = None
+        if d.n_best > 1 and d.lm_weight > 0:
+            from .phrases import domain_sentences
+
+            self._lm = DomainLm(domain_sentences())
         log.info("whisper base loaded in %.2f s (%s, prompt %d tokens)",
                  time.perf_counter() - t0, compute_type, len(context))
+
+    def _generate(self, features: Any, max_tokens: int, **kwargs: Any) -> list[tuple[
+            str, float, int]]:
+        """(written text, summed log-probability, tokens) per hypothesis, and sets
+        ``self._no_speech``."""
+        d = self.decoding
+        result = self._model.generate(
+            features, [self.prompt], max_length=len(self.prompt) + max_tokens,
+            return_scores=True, return_no_speech_prob=True,
+            repetition_penalty=d.repetition_penalty, no_repeat_ngram_size=d.no_repeat_ngram,
+            **kwargs)[0]
+        self._no_speech = float(result.no_speech_prob)
+        out = []
+        for seq, score in zip(result.sequences, result.scores, strict=True):
+            tokens = [t for t in seq if not t.startswith("<|")]
+            n = len(tokens) + 1  # the end token is scored too
+            out.append((decode(tokens), float(score) * n, n))
+        return out
+
+    def _pick(self, hyps: list[tuple[str, float, int]]) -> tuple[str, float]:
+        """The best hypothesis (text, mean token log-probability): Whisper's own ranking, or
+        Whisper's score plus the domain LM's."""
+        if self._lm is None or len(hyps) == 1:
+            text, total, n = hyps[0]
+            return text, total / n
+        lm, weight = self._lm, self.decoding.lm_weight
+        text, total, n = max(hyps, key=lambda h: h[1] + weight * lm.logprob(spoken(h[0])))
+        return text, total / n
 
     def transcribe(self, samples: npt.NDArray[np.int16]) -> Heard:
         import ctranslate2
@@ -91,20 +193,28 @@ class WhisperModel:
         t0 = time.perf_counter()
         if len(samples) < 1600:  # under 100 ms: nothing Whisper can read
             return Heard("", 0.0, "", 0.0)
-        features = ctranslate2.StorageView.from_array(log_mel(samples)[None])
+        d = self.decoding
+        mel = log_mel(samples, min_frames=d.min_frames, denoise_noise=d.denoise,
+                      preemphasis=d.preemphasis)
+        features = ctranslate2.StorageView.from_array(mel[None])
         # A loop ("clean pen and dine voice to my office clean pen ...") is Whisper's way
         # of failing on noisy narrowband audio: bound the length by the audio's (speech runs
         # at < 5 tokens a second) and forbid a 6-token run from coming back.
         max_tokens = min(MAX_TOKENS, len(samples) * 5 // 16_000 + 8)
-        result = self._model.generate(
-            features, [self.prompt], beam_size=self.beam_size,
-            max_length=len(self.prompt) + max_tokens, return_scores=True,
-            return_no_speech_prob=True, repetition_penalty=REPETITION_PENALTY,
-            no_repeat_ngram_size=6)[0]
-        tokens = [t for t in result.sequences[0] if not t.startswith("<|")]
-        written = decode(tokens)
-        score = float(result.scores[0]) if result.scores else 0.0
-        if result.no_speech_prob > NO_SPEECH:
-            log.debug("dropped %r: no-speech %.2f", written, result.no_speech_prob)
+        hyps = self._generate(features, max_tokens, beam_size=d.beam_size,
+                              num_hypotheses=max(1, min(d.n_best, d.beam_size)))
+        written, score = self._pick(hyps)
+        no_speech = self._no_speech
+        for temperature in d.fallback:
+            if score >= d.fallback_logprob and _gzip_ratio(written) <= d.fallback_ratio:
+                break
+            sampled = self._generate(features, max_tokens, beam_size=1,
+                                     sampling_temperature=temperature, sampling_topk=0,
+                                     num_hypotheses=d.fallback_best_of)
+            text, mean = max(((t, total / n) for t, total, n in sampled), key=lambda h: h[1])
+            if mean > score:
+                written, score = text, mean
+        if no_speech > NO_SPEECH:
+            log.debug("dropped %r: no-speech %.2f", written, no_speech)
             written = ""
-        return Heard(spoken(written), score, written, time.perf_counter() - t0)
+        return Heard(unloop(spoken(written)), score, written, time.perf_counter() - t0)

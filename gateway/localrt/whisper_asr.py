@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .asr import MAX_UTTERANCE_SAMPLES, Samples, Transcript, Utterance
-from .whisper import BEAM_SIZE, Heard, WhisperModel
+from .whisper import Decoding, Heard, WhisperModel
 
 _EMPTY = np.zeros(0, dtype=np.int16)
 
@@ -22,8 +22,8 @@ _EMPTY = np.zeros(0, dtype=np.int16)
 class WhisperModels:
     """The process-wide model; the same interface as ``asr.AsrModels``."""
 
-    def __init__(self, threads: int = 2, beam_size: int = BEAM_SIZE) -> None:
-        self.model = WhisperModel(threads, beam_size)
+    def __init__(self, threads: int = 2, decoding: Decoding | None = None) -> None:
+        self.model = WhisperModel(threads, decoding)
 
     def recognizer(self) -> WhisperRecognizer:
         return WhisperRecognizer(self.model)

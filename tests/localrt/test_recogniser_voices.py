@@ -13,19 +13,22 @@ from gateway.localrt.engine import Engine
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 
-#: The issue's targets. Measured on these exact clips (Whisper base, beam 3, bench/wer.py's
-#: input path; espeak-ng synthesis is deterministic, and so is the decoder on one thread, the
-#: engine's default; with two it moved a word or two between runs): en-us 6.9-8.0 %,
-#: en-us+f3 11.5 %, en-us on the phone path
-#: 8.0-9.2 %, en-gb-scotland on the phone path 30-32 %. Margin: 87 reference words, so 13
-#: word errors pass (21 on the phone path) and the US voices sit 3-7 errors under the line;
-#: pocketsphinx, the recogniser Whisper replaced as the default, gets 50-80 % here.
+#: The issue's targets, and a tighter line where the recogniser has room under them.
+#: Measured on these exact clips (Whisper base, beam 3, n-best rescored by the domain LM,
+#: pre-emphasis; bench/wer.py's input path). The words are deterministic: espeak-ng and the
+#: decoder on one thread (the engine's default) are, and since the input resampler works in
+#: float (soxr dithered int16 output at random) so is the audio: en-us 4.6 %, en-us+f3 4.6 %,
+#: en-us on the phone path 5.7 %, en-gb-scotland on the phone path 20.7 % (30-32 % before
+#: rescoring and pre-emphasis). 87 reference words: the US voices make 4-5 errors against 8
+#: allowed at 10 %, the Scottish phone cell 18 against 21 allowed at 25 %. pocketsphinx, the
+#: recogniser Whisper replaced as the default, gets 50-80 % here.
 DOMAIN_TARGET = 0.15
 PHONE_TARGET = 0.25
+US_VOICES = 0.10
 
 
 def _wer(engine: Engine, voice: str, condition: str) -> tuple[float, list[str]]:
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for i, text in enumerate(IN_DOMAIN):
         item = clip(voice, lambda t, wpm: espeak(t, voice, wpm), condition, text, True, seed=i)
         pairs.append((text, transcribe(engine.asr, engine.vads, item)))
@@ -35,17 +38,14 @@ def _wer(engine: Engine, voice: str, condition: str) -> tuple[float, list[str]]:
 @pytest.mark.parametrize("voice", ["en-us", "en-us+f3"])
 def test_in_domain_wer_on_another_voice(engine: Engine, voice: str) -> None:
     rate, misses = _wer(engine, voice, "clean")
-    assert rate <= DOMAIN_TARGET, (rate, misses)
+    assert rate <= min(DOMAIN_TARGET, US_VOICES), (rate, misses)
 
 
 def test_in_domain_wer_on_the_phone_path(engine: Engine) -> None:
     rate, misses = _wer(engine, "en-us", "phone")
-    assert rate <= PHONE_TARGET, (rate, misses)
+    assert rate <= min(PHONE_TARGET, US_VOICES), (rate, misses)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22 left open: Whisper base on the 8 kHz u-law "
-                   "path with espeak-ng's Scottish voice measures ~30 % in-domain WER "
-                   "(target 25 %); see BENCHMARKS.md")
 def test_in_domain_wer_on_the_phone_path_scottish(engine: Engine) -> None:
     rate, misses = _wer(engine, "en-gb-scotland", "phone")
     assert rate <= PHONE_TARGET, (rate, misses)

@@ -1,0 +1,77 @@
+"""The recogniser's own pieces around Whisper: the domain LM that rescores its n-best list,
+the log-mel front-end's pre-emphasis and noise reduction, and the rescoring on real audio."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from bench.wer_corpus import add_noise, espeak
+from gateway.localrt.domainlm import DomainLm
+from gateway.localrt.logmel import denoise, log_mel
+from gateway.localrt.phrases import domain_sentences
+from gateway.localrt.whisper import Decoding, WhisperModel, unloop
+
+
+def test_domain_lm_prefers_what_callers_say_and_still_scores_open_words() -> None:
+    lm = DomainLm(domain_sentences())
+    said = "look up account number four four seven two one"
+    assert lm.logprob(said) > lm.logprob("look up account number for for seven to one")
+    assert lm.logprob("book an appointment for monday at nine a m") > \
+        lm.logprob("book an appointment for monday at nine iam")
+    # an open sentence costs a bounded amount per word; it is never ruled out
+    open_lp = lm.logprob("the weather is lovely in paris today")
+    assert np.isfinite(open_lp) and open_lp >= 8 * np.log(1e-4)
+
+
+def _tone(seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(int(16_000 * seconds)) / 16_000
+    return (np.sin(2 * np.pi * 300 * t) * 8000).astype(np.int16)
+
+
+def test_pre_emphasis_tilts_the_spectrum_towards_high_bands() -> None:
+    rng = np.random.default_rng(1)
+    audio = np.concatenate((_tone(), (rng.standard_normal(16_000) * 2000).astype(np.int16)))
+    flat, tilted = log_mel(audio), log_mel(audio, preemphasis=0.97)
+    assert flat.shape == tilted.shape == (80, 200 + 100)
+    # relative to the loudest (low) bands, the top bands gain
+    assert (tilted[70:].mean() - tilted[:10].mean()) > (flat[70:].mean() - flat[:10].mean())
+
+
+def test_denoise_removes_stationary_noise_and_leaves_clean_audio_alone() -> None:
+    rng = np.random.default_rng(2)
+    power = rng.random((100, 201)).astype(np.float32) * 0.01  # steady noise
+    power[40:60, 20:30] += 5.0  # a voiced stretch
+    out = denoise(power)
+    assert out[:40].mean() < 0.1 * power[:40].mean()
+    assert out[40:60, 20:30].mean() > 0.9 * power[40:60, 20:30].mean()
+    silent = np.zeros((100, 201), dtype=np.float32)
+    silent[40:60, 20:30] = 5.0
+    assert np.array_equal(denoise(silent), silent)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+def test_rescoring_does_not_change_a_clear_utterance_and_can_be_turned_off() -> None:
+    text = "look up account number four four seven two one"
+    audio = espeak(text, "en-us", 165)
+    rescored = WhisperModel(1)
+    plain = WhisperModel(1, replace(Decoding(), lm_weight=0.0, n_best=1))
+    assert rescored.transcribe(audio).text == text
+    assert plain.transcribe(audio).text == text
+    noisy = add_noise(audio, 10.0, seed=5)
+    # both decode the noisy clip to words (no crash, no empty result): the LM only re-ranks
+    assert rescored.transcribe(noisy).text and plain.transcribe(noisy).text
+
+
+@pytest.mark.parametrize(("heard", "kept"), [
+    ("hello there hello there hello there hello there", "hello there"),
+    ("book it for me book it for me book it for me please", "book it for me please"),
+    ("hello there hello there", "hello there hello there"),  # twice can be meant
+    ("my phone number is five five five one two", "my phone number is five five five one two"),
+    ("one two one two one two", "one two one two one two"),  # digits: a number
+])
+def test_unloop_collapses_whispers_loops_only(heard: str, kept: str) -> None:
+    assert unloop(heard) == kept
