@@ -24,6 +24,7 @@ from aiohttp import web
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 
+from bench.lag_probe import start_lag_probe
 from gateway.obs.metrics import FRAME_BUCKETS, LAG_BUCKETS
 
 REG = CollectorRegistry()
@@ -124,18 +125,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     app[HTTP] = aiohttp.ClientSession()
-    loop = asyncio.get_running_loop()
-    handle: asyncio.TimerHandle | None = None
-
-    def tick(expected: float) -> None:  # the gateway's own lag probe: a timer every 100 ms
-        nonlocal handle
-        LAG.observe(max(0.0, loop.time() - expected))
-        handle = loop.call_at(loop.time() + 0.1, tick, loop.time() + 0.1)
-
-    handle = loop.call_at(loop.time() + 0.1, tick, loop.time() + 0.1)
+    stop_probe = start_lag_probe(LAG)  # the gateway's own lag probe
     yield
-    if handle is not None:
-        handle.cancel()
+    stop_probe()
     await app[HTTP].close()
 
 

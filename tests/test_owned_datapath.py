@@ -4,8 +4,10 @@ real libsrtp sessions, and a real aiortc peer through the gateway."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -266,60 +268,58 @@ async def test_stop_says_bye_and_gives_the_socket_back(call: Any) -> None:
 # -- a real peer through the gateway --------------------------------------------------------
 
 
-async def test_a_real_peer_on_the_owned_datapath() -> None:
-    env = {"GATEWAY_MEDIA_DATAPATH": "owned", "GATEWAY_MEDIA_STATS_INTERVAL_S": "0.5"}
+@contextlib.asynccontextmanager
+async def real_peer_call(datapath: str) -> AsyncIterator[tuple[Any, ClientPeer, Any]]:
+    """A real aiortc peer in a call on ``datapath``, caller audio already upstream:
+    (fake upstream, peer, the call); the call's end is awaited on the way out."""
+    env = {"GATEWAY_MEDIA_DATAPATH": datapath, "GATEWAY_MEDIA_STATS_INTERVAL_S": "0.5"}
     async with running_fake() as (fake, url), running_gateway(url, env=env) as gw:
         token = await gw.mint({"type": "realtime", "model": "gpt-realtime"})
         peer = ClientPeer(PcmSourceTrack(tone(440.0, -20.0)))
         try:
             await peer.connect(gw.http, f"{gw.base}/v1/realtime/calls", token)
             (call,) = gw.app[CALLS]._calls.values()
-            dp = cast(Any, call).leg._datapath
-            assert dp is not None and dp.running
-            assert len(clock_tasks()) == 1
             await until(lambda: len(fake.conn.audio) >= 48 * 1000, 10, "caller audio upstream")
-            # aiortc's client reports on our stream about once a second: the RTT appears.
-            await until(lambda: dp.tx.rtt_s is not None, 10, "a round trip from the peer's RR")
-            await until(lambda: peer.received_audio().size >= 48000, 10, "a second heard")
-            # Our sender and receiver reports reach the peer: it has its RTT (from our report
-            # block's LSR/DLSR) and our count of its loss.
-            async with asyncio.timeout(10):
-                while True:
-                    stats = list((await peer.pc.getStats()).values())
-                    remote = [s for s in stats if s.type == "remote-inbound-rtp"]
-                    if remote and remote[0].roundTripTime is not None:
-                        break
-                    await asyncio.sleep(0.1)
-            assert remote[0].packetsLost == 0 and 0 <= remote[0].roundTripTime < 1
-            inbound = [s for s in stats if s.type == "inbound-rtp"]
-            assert inbound and inbound[0].packetsReceived >= 50
-            assert inbound[0].packetsLost == 0 and inbound[0].jitter < 48 * 30  # < 30 ms
-            assert dp.rx.received >= 50 and dp.rx.lost == 0 and dp.srtp_errors == 0
+            yield fake, peer, call
         finally:
             await peer.close()
         await until(lambda: not gw.app[CALLS]._calls, 10, "the call ended")
-        assert not clock_tasks()
+
+
+async def test_a_real_peer_on_the_owned_datapath() -> None:
+    async with real_peer_call("owned") as (_fake, peer, call):
+        dp = cast(Any, call).leg._datapath
+        assert dp is not None and dp.running
+        assert len(clock_tasks()) == 1
+        # aiortc's client reports on our stream about once a second: the RTT appears.
+        await until(lambda: dp.tx.rtt_s is not None, 10, "a round trip from the peer's RR")
+        await until(lambda: peer.received_audio().size >= 48000, 10, "a second heard")
+        # Our sender and receiver reports reach the peer: it has its RTT (from our report
+        # block's LSR/DLSR) and our count of its loss.
+        async with asyncio.timeout(10):
+            while True:
+                stats = list((await peer.pc.getStats()).values())
+                remote = [s for s in stats if s.type == "remote-inbound-rtp"]
+                if remote and remote[0].roundTripTime is not None:
+                    break
+                await asyncio.sleep(0.1)
+        assert remote[0].packetsLost == 0 and 0 <= remote[0].roundTripTime < 1
+        inbound = [s for s in stats if s.type == "inbound-rtp"]
+        assert inbound and inbound[0].packetsReceived >= 50
+        assert inbound[0].packetsLost == 0 and inbound[0].jitter < 48 * 30  # < 30 ms
+        assert dp.rx.received >= 50 and dp.rx.lost == 0 and dp.srtp_errors == 0
+    assert not clock_tasks()
 
 
 async def test_a_real_peer_on_the_aiortc_datapath() -> None:
     """The fallback (media.datapath = "aiortc") still carries a call both ways: aiortc's own
     sender and receiver, no media clock, the same quality figures from its stats."""
-    env = {"GATEWAY_MEDIA_DATAPATH": "aiortc", "GATEWAY_MEDIA_STATS_INTERVAL_S": "0.5"}
-    async with running_fake() as (fake, url), running_gateway(url, env=env) as gw:
-        token = await gw.mint({"type": "realtime", "model": "gpt-realtime"})
-        peer = ClientPeer(PcmSourceTrack(tone(440.0, -20.0)))
-        try:
-            await peer.connect(gw.http, f"{gw.base}/v1/realtime/calls", token)
-            (call,) = gw.app[CALLS]._calls.values()
-            assert cast(Any, call).leg._datapath is None
-            await until(lambda: len(fake.conn.audio) >= 48 * 1000, 10, "caller audio upstream")
-            await until(lambda: peer.received_audio().size >= 48000, 10, "a second heard")
-            assert not clock_tasks()
-            inbound = [s for s in (await peer.pc.getStats()).values() if s.type == "inbound-rtp"]
-            assert inbound and inbound[0].packetsReceived >= 50 and inbound[0].packetsLost == 0
-        finally:
-            await peer.close()
-        await until(lambda: not gw.app[CALLS]._calls, 10, "the call ended")
+    async with real_peer_call("aiortc") as (_fake, peer, call):
+        assert cast(Any, call).leg._datapath is None
+        await until(lambda: peer.received_audio().size >= 48000, 10, "a second heard")
+        assert not clock_tasks()
+        inbound = [s for s in (await peer.pc.getStats()).values() if s.type == "inbound-rtp"]
+        assert inbound and inbound[0].packetsReceived >= 50 and inbound[0].packetsLost == 0
 
 
 def test_the_datapath_setting_is_checked() -> None:
