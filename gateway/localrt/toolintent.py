@@ -48,7 +48,8 @@ def required(tool: Json) -> list[str]:
 def match(text: str, tools: dict[str, Json]) -> str | None:
     """The tool whose name best matches the utterance (a name word must be said; description
     words break ties), or None."""
-    said = {_stem(w) for w in tokens(text)}
+    # A clitic is not part of the word: "the weather's lovely" speaks of the weather.
+    said = {_stem(w.split("'", 1)[0]) for w in tokens(text)}
     best: tuple[int, int, str] | None = None
     for name, tool in tools.items():
         name_hits = len(_keywords(name) & said)

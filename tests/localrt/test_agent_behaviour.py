@@ -77,3 +77,14 @@ def test_what_can_you_do_comes_from_the_tools_it_has() -> None:
     assert "appointment" not in with_tools
     without = a.reply(Turn("user", "what can you do"), [], "auto").text
     assert "weather" not in without and "no tools" in without
+
+
+def test_a_tool_is_matched_through_a_clitic() -> None:
+    """Whisper writes "the weather's lovely": the word is still "weather" (the tutorial's
+    browser test missed its get_weather call when the recogniser started writing clitics)."""
+    from gateway.localrt.toolintent import match
+
+    tools = {"get_weather": WEATHER, "transfer_call": TRANSFER}
+    assert match("the weather's lovely in paris today", tools) == "get_weather"
+    assert match("what's the weather in paris", tools) == "get_weather"
+    assert match("it's lovely today", tools) is None
