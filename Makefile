@@ -15,7 +15,7 @@ HOST      := $(if $(filter command line,$(origin HOST)),$(HOST),$(GATEWAY_HOST))
 PORT      := $(if $(filter command line,$(origin PORT)),$(PORT),$(GATEWAY_PORT))
 
 .DEFAULT_GOAL := help
-.PHONY: help install sysdeps conformance-js run test soak test-fast lint typecheck fuzz bench bench-quick bench-pipecat-venv bench-pipecat clean
+.PHONY: help install sysdeps conformance-js run test test-aiortc soak test-fast lint typecheck fuzz bench bench-quick bench-pipecat-venv bench-pipecat clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ test: install sysdeps $(JSSTAMP) ## run the whole test suite (what CI runs)
 
 soak: install sysdeps ## the 10-minute Chromium soak of the owned media datapath
 	OWNED_SOAK_S=$${OWNED_SOAK_S:-600} $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_browser_owned.py -k soak
+
+test-aiortc: install sysdeps $(JSSTAMP) ## the whole suite on the fallback datapath (media.datapath = "aiortc")
+	GATEWAY_MEDIA_DATAPATH=aiortc $(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: install ## tests without slow soak and browser tests
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not browser"

@@ -49,8 +49,9 @@ async def running_gateway(upstream_url: str, env: Mapping[str, str] | None = Non
          "GATEWAY_UPSTREAM_CONNECT_TIMEOUT_S": "3"}
     rec_dir = tempfile.mkdtemp(prefix="gw-rec-")
     e["GATEWAY_RECORDINGS_DIR"] = rec_dir
-    # The WebRTC datapath under test can be chosen for a whole run (GATEWAY_MEDIA_DATAPATH=
-    # owned pytest ...): the same tests then cover gateway/legs/datapath.py.
+    # The WebRTC datapath under test can be chosen for a whole run (`make test-aiortc`, i.e.
+    # GATEWAY_MEDIA_DATAPATH=aiortc pytest ...): the same tests then cover aiortc's own RTP
+    # path, the fallback to the default owned datapath (gateway/legs/datapath.py).
     if "GATEWAY_MEDIA_DATAPATH" in os.environ:
         e["GATEWAY_MEDIA_DATAPATH"] = os.environ["GATEWAY_MEDIA_DATAPATH"]
     e.update(env or {})
