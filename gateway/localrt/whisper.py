@@ -153,7 +153,6 @@ class WhisperModel:
         start = ["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
         context = ["<|startofprev|>", *self._bpe.encode(" " + d.prompt)] if d.prompt else []
         self.prompt = context + start
-        self.beam_size = d.beam_size
         self._lm: DomainLm | None = None
         if d.n_best > 1 and d.lm_weight > 0:
             from .phrases import domain_sentences
@@ -162,23 +161,22 @@ class WhisperModel:
         log.info("whisper base loaded in %.2f s (%s, prompt %d tokens)",
                  time.perf_counter() - t0, compute_type, len(context))
 
-    def _generate(self, features: Any, max_tokens: int, **kwargs: Any) -> list[tuple[
-            str, float, int]]:
-        """(written text, summed log-probability, tokens) per hypothesis, and sets
-        ``self._no_speech``."""
+    def _generate(self, features: Any, max_tokens: int, **kwargs: Any
+                  ) -> tuple[list[tuple[str, float, int]], float]:
+        """(written text, summed log-probability, tokens) per hypothesis, and the no-speech
+        probability. Returned, not kept: one model serves every session's worker thread."""
         d = self.decoding
         result = self._model.generate(
             features, [self.prompt], max_length=len(self.prompt) + max_tokens,
             return_scores=True, return_no_speech_prob=True,
             repetition_penalty=d.repetition_penalty, no_repeat_ngram_size=d.no_repeat_ngram,
             **kwargs)[0]
-        self._no_speech = float(result.no_speech_prob)
         out = []
         for seq, score in zip(result.sequences, result.scores, strict=True):
             tokens = [t for t in seq if not t.startswith("<|")]
             n = len(tokens) + 1  # the end token is scored too
             out.append((decode(tokens), float(score) * n, n))
-        return out
+        return out, float(result.no_speech_prob)
 
     def _pick(self, hyps: list[tuple[str, float, int]]) -> tuple[str, float]:
         """The best hypothesis (text, mean token log-probability): Whisper's own ranking, or
@@ -204,16 +202,15 @@ class WhisperModel:
         # of failing on noisy narrowband audio: bound the length by the audio's (speech runs
         # at < 5 tokens a second) and forbid a 6-token run from coming back.
         max_tokens = min(MAX_TOKENS, len(samples) * 5 // 16_000 + 8)
-        hyps = self._generate(features, max_tokens, beam_size=d.beam_size,
-                              num_hypotheses=max(1, min(d.n_best, d.beam_size)))
+        hyps, no_speech = self._generate(features, max_tokens, beam_size=d.beam_size,
+                                         num_hypotheses=max(1, min(d.n_best, d.beam_size)))
         written, score = self._pick(hyps)
-        no_speech = self._no_speech
         for temperature in d.fallback:
             if score >= d.fallback_logprob and _gzip_ratio(written) <= d.fallback_ratio:
                 break
-            sampled = self._generate(features, max_tokens, beam_size=1,
-                                     sampling_temperature=temperature, sampling_topk=0,
-                                     num_hypotheses=d.fallback_best_of)
+            sampled, _ = self._generate(features, max_tokens, beam_size=1,
+                                        sampling_temperature=temperature, sampling_topk=0,
+                                        num_hypotheses=d.fallback_best_of)
             text, mean = max(((t, total / n) for t, total, n in sampled), key=lambda h: h[1])
             if mean > score:
                 written, score = text, mean
