@@ -105,18 +105,19 @@ def tree_pids(pid: int) -> list[int]:
     return out
 
 
-def tree_cpu_s(pid: int, *, system_only: bool = False) -> float:
+def tree_cpu_s(pids: list[int], *, system_only: bool = False) -> float:
+    """CPU of every process of a tree (``tree_pids``)."""
     total = 0.0
-    for p in tree_pids(pid):
+    for p in pids:
         with contextlib.suppress(OSError):
             total += proc_cpu_s(p, system_only=system_only)
     return total
 
 
-def tree_status(pid: int) -> dict[str, int]:
-    """VmRSS and Threads summed over the process tree."""
+def tree_status(pids: list[int]) -> dict[str, int]:
+    """VmRSS and Threads summed over a process tree (``tree_pids``)."""
     out = {"VmRSS": 0, "Threads": 0}
-    for p in tree_pids(pid):
+    for p in pids:
         with contextlib.suppress(OSError, KeyError):
             st = proc_status(p)
             out["VmRSS"] += st["VmRSS"]
@@ -369,9 +370,10 @@ class Procs:
         for c in self.clients:
             c.send("mark")
         pid = self.server.pid
-        snap = Snapshot(time.monotonic(), tree_cpu_s(pid),
-                        sum(main_thread_cpu_s(p) for p in tree_pids(pid)),
-                        tree_cpu_s(pid, system_only=True), machine_cpu(),
+        pids = tree_pids(pid)  # read once: /proc is walked for it
+        snap = Snapshot(time.monotonic(), tree_cpu_s(pids),
+                        sum(main_thread_cpu_s(p) for p in pids),
+                        tree_cpu_s(pids, system_only=True), machine_cpu(),
                         sum(proc_cpu_s(c.proc.pid) for c in self.clients),
                         proc_cpu_s(self.echo.pid), http_get(self.base + "/metrics"),
                         json.loads(http_get(self.echo_url + "/stats")))
@@ -499,8 +501,9 @@ def run_one(server: str, n: int, args: argparse.Namespace, logdir: Path, tag: st
             # Every worker up before the callers come (the kernel spreads connections).
             wait_http(f"http://127.0.0.1:{internal_port(port, i)}{ready}", srv, 60)
         time.sleep(1.0)
-        idle = tree_status(srv.pid)
-        idle_cpu = tree_cpu_s(srv.pid)
+        pids = tree_pids(srv.pid)  # the tree is whole once every worker is ready
+        idle = tree_status(pids)
+        idle_cpu = tree_cpu_s(pids)
         per = max(1, args.calls_per_client)
         sizes = [per] * (n // per) + ([n % per] if n % per else [])
         t_setup = time.monotonic()
@@ -521,9 +524,9 @@ def run_one(server: str, n: int, args: argparse.Namespace, logdir: Path, tag: st
         end = first.t + args.seconds
         while (now := time.monotonic()) < end:
             time.sleep(min(1.0, end - now))
-            per_second.append((time.monotonic(), tree_cpu_s(srv.pid),
-                               tree_status(srv.pid)["VmRSS"]))
-        status = tree_status(srv.pid)
+            pids = tree_pids(srv.pid)
+            per_second.append((time.monotonic(), tree_cpu_s(pids), tree_status(pids)["VmRSS"]))
+        status = tree_status(tree_pids(srv.pid))
         last = procs.snapshot()
         if spy is not None:
             spy.wait(30)
