@@ -37,22 +37,15 @@ class Recognition(Protocol):
 
 
 def load(kind: str, generic_decoders: int, accept_score: float,
-         threads: int, beam_size: int = 3, lm_weight: float | None = None,
-         preemphasis: float | None = None) -> Recognition:
-    """The configured recogniser; for Whisper, ``lm_weight`` / ``preemphasis`` of None keep
-    the measured defaults (``whisper.Decoding``)."""
+         threads: int, beam_size: int, lm_weight: float, preemphasis: float) -> Recognition:
+    """The configured recogniser (``EngineConfig.asr*``; Whisper's decoding:
+    ``whisper.Decoding``)."""
     if kind == "whisper":
-        from dataclasses import replace
-
         from .whisper import Decoding
         from .whisper_asr import WhisperModels
 
-        decoding = replace(Decoding(), beam_size=beam_size, n_best=beam_size)
-        if lm_weight is not None:
-            decoding = replace(decoding, lm_weight=lm_weight)
-        if preemphasis is not None:
-            decoding = replace(decoding, preemphasis=preemphasis)
-        return WhisperModels(threads, decoding)
+        return WhisperModels(threads, Decoding(beam_size=beam_size, n_best=beam_size,
+                                               lm_weight=lm_weight, preemphasis=preemphasis))
     if kind == "pocketsphinx":
         from .asr import AsrModels
         from .phrases import domain_sentences

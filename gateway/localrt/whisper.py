@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .bpe import Bpe, decode
+from .config import EngineConfig
 from .domainlm import DomainLm
 from .logmel import log_mel
 from .textnorm import spoken
@@ -48,17 +49,17 @@ NO_SPEECH = 0.6
 MAX_TOKENS = 96
 #: Beam width. Measured on the espeak voices (bench/wer.py, BENCHMARKS.md): beam 3 cuts
 #: in-domain WER against greedy for ~30 % more decoder CPU (``EngineConfig.asr_beam_size``).
-BEAM_SIZE = 3
+BEAM_SIZE = EngineConfig().asr_beam_size  # the engine's setting is the one default
 #: Without it Whisper base loops on these short utterances (in-domain WER on the espeak
 #: voices 17 % -> 29 % at 1.0); the loop guard below does not catch every loop.
 REPETITION_PENALTY = 1.1
 #: Pre-emphasis of the audio before log-mel (y[n] = x[n] - 0.97 x[n-1]): lifts the
 #: consonants' band, the largest gain on the phone path (bench/wer.py: in-domain 16.6 ->
 #: 13.1 % on the espeak voices' phone cells with rescoring).
-PREEMPHASIS = 0.97
+PREEMPHASIS = EngineConfig().asr_preemphasis
 #: n-best rescoring: the beam's hypotheses re-ranked by Whisper's summed log-probability plus
 #: this weight times the domain LM's (``domainlm``); 0 turns it off.
-LM_WEIGHT = 0.3
+LM_WEIGHT = EngineConfig().asr_lm_weight
 
 
 @dataclass(frozen=True, slots=True)
