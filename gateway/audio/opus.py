@@ -103,10 +103,7 @@ class OpusDecoder:
         self._st = ctypes.c_void_p(lib.opus_decoder_create(rate, channels, ctypes.byref(err)))
         _check(err.value, "opus_decoder_create")
         self._max = rate * MAX_FRAME_MS // 1000
-        # libopus decodes into this array (passed by address): a frame's PCM is then one
-        # slice copy, with no ctypes buffer or memoryview in between.
-        self._pcm = np.empty(self._max * channels, np.int16)
-        self._buf = self._pcm.ctypes.data
+        self._buf = ctypes.create_string_buffer(self._max * channels * 2)
 
     def has_fec(self, packet: bytes) -> bool | None:
         """Whether ``packet`` carries an in-band FEC copy of the previous frame (None: this
@@ -133,7 +130,7 @@ class OpusDecoder:
         return self._out(_check(n, "opus_decode (loss)"))
 
     def _out(self, samples: int) -> npt.NDArray[np.int16]:
-        return self._pcm[:samples * self.channels].copy()
+        return np.frombuffer(memoryview(self._buf), np.int16, samples * self.channels).copy()
 
     def __del__(self) -> None:
         st = getattr(self, "_st", None)
@@ -159,7 +156,6 @@ class OpusEncoder:
         self._ctl(SET_BITRATE, bitrate)
         self._ctl(SET_COMPLEXITY, complexity)
         self._out = ctypes.create_string_buffer(MAX_PACKET_BYTES)
-        self._view = memoryview(self._out).cast("B")  # a packet is a slice of it (no string_at)
 
     def _ctl(self, request: int, value: int) -> None:
         _check(self._lib.opus_encoder_ctl(self._st, ctypes.c_int(request),
@@ -168,7 +164,7 @@ class OpusEncoder:
     def encode(self, pcm: bytes) -> bytes:
         samples = len(pcm) // (2 * self.channels)
         n = self._lib.opus_encode(self._st, pcm, samples, self._out, MAX_PACKET_BYTES)
-        return self._view[:_check(n, "opus_encode")].tobytes()
+        return ctypes.string_at(self._out, _check(n, "opus_encode"))
 
     def __del__(self) -> None:
         st = getattr(self, "_st", None)
