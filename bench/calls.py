@@ -336,11 +336,11 @@ class ClientProc(LineProc):
 
     def __init__(self, base: str, calls: int, log: IO[bytes], env: dict[str, str],
                  encode_live: bool = False, prefix: list[str] | None = None,
-                 api: str = "realtime") -> None:
+                 api: str = "realtime", callers: str = "light") -> None:
         self.calls = calls
         super().__init__(
             [*(prefix or []), sys.executable, "-m", "bench.clients", "--base", base,
-             "--api-key", API_KEY, "--calls", str(calls), "--api", api,
+             "--api-key", API_KEY, "--calls", str(calls), "--api", api, "--callers", callers,
              *(["--encode-live"] if encode_live else [])], log, env)
 
 
@@ -513,7 +513,7 @@ def run_one(server: str, n: int, args: argparse.Namespace, logdir: Path, tag: st
             api = "pipecat" if server == "pipecat" else \
                 (args.variants or {}).get(server, {}).get("BENCH_API", "realtime")
             procs.clients.append(ClientProc(procs.base, size, log, env, args.encode_live,
-                                            on_load, api))
+                                            on_load, api, args.callers))
         for c in procs.clients:
             c.expect("ready", 30 + 3 * n)
         setup_s = time.monotonic() - t_setup
@@ -834,9 +834,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--servers", default="gateway,naive")
     p.add_argument("--calls-per-client", type=int, default=10,
                    help="calls per client process (a client process tops out near one core)")
+    p.add_argument("--callers", choices=("light", "aiortc"), default="light",
+                   help="light (default): aiortc sets each call up (signalling, ICE, DTLS, "
+                        "data channel), then one 20 ms clock per caller process sends every "
+                        "call's RTP and judges what arrives without aiortc's per-call sender "
+                        "and receiver (bench/light_media.py); aiortc: aiortc's own")
     p.add_argument("--encode-live", action="store_true",
                    help="callers encode their tone live (default: a pre-encoded Opus loop, "
-                        "which saves the shared machine ~0.01 core per call)")
+                        "which saves the shared machine ~0.01 core per call; needs "
+                        "--callers aiortc)")
     p.add_argument("--gateway-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the gateway (e.g. to measure a setting)")
     p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
@@ -870,6 +876,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.calls, args.seconds, args.servers = "5", 8.0, "gateway,naive"
         args.settle = min(args.settle, 1.5)
     args.repeat = args.repeat or 3
+    if args.encode_live and args.callers == "light":
+        p.error("--encode-live needs --callers aiortc (light callers send a pre-encoded loop)")
     if args.wait_quiet is None:
         args.wait_quiet = 0.0 if args.quick else 60.0
     args.ns = [int(x) for x in args.calls.split(",") if x.strip()]
@@ -938,7 +946,8 @@ def main(argv: list[str] | None = None) -> int:
             "repeat": args.repeat, "servers": args.server_list,
             "calls_per_client": args.calls_per_client, "gateway_env": args.extra_env,
             "variants": args.variants, "skip_above": args.skip_above,
-            "encode_live": args.encode_live, "wait_quiet": args.wait_quiet, "pin": args.pin,
+            "encode_live": args.encode_live, "callers": args.callers,
+            "wait_quiet": args.wait_quiet, "pin": args.pin,
             "profile": args.profile},
         "summary": rows, "runs": runs, "failures": failures,
     }
