@@ -512,8 +512,11 @@ def run_one(server: str, n: int, args: argparse.Namespace, logdir: Path, tag: st
             # Pipecat is called with its own signalling.
             api = "pipecat" if server == "pipecat" else \
                 (args.variants or {}).get(server, {}).get("BENCH_API", "realtime")
+            # A variant with BENCH_CALLERS=aiortc|light drives its server with those callers
+            # (the callers' own cost compared within one run).
+            callers = (args.variants or {}).get(server, {}).get("BENCH_CALLERS", args.callers)
             procs.clients.append(ClientProc(procs.base, size, log, env, args.encode_live,
-                                            on_load, api, args.callers))
+                                            on_load, api, callers))
         for c in procs.clients:
             c.expect("ready", 30 + 3 * n)
         setup_s = time.monotonic() - t_setup
@@ -738,6 +741,7 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for f in SUMMARY_FIELDS:
             row[f] = _median([r.get(f) for r in mine])
         row["client_cores"] = _median([r["client"]["cores"] for r in mine])
+        row["echo_cores"] = _median([r.get("echo_cores") for r in mine])
         row["client_lag_p99_ms"] = _median([r["client"]["lag_p99_ms"] for r in mine])
         row["machine_busy_cores"] = _median([r["machine"]["busy_cores"] for r in mine])
         row["foreign_cores"] = _median([r["machine"].get("foreign_cores") for r in mine])
@@ -771,7 +775,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     head = ("| server | N | cores/call | x naive | " + ("x pipecat | " if vs_pipecat else "")
             + "RSS/call MB | loop lag p50 / p99 ms | "
             "frame in p50 / p99 µs | frame out p50 / p99 µs | in % | out % | out audio % | "
-            "client cores | machine busy / other load cores | runs saturated |")
+            "client / echo cores | machine busy / other load cores | runs saturated |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         lines.append(
@@ -783,7 +787,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{_f(r['frame_in_p50_us'], '.0f')} / {_f(r['frame_in_p99_us'], '.0f')} | "
             f"{_f(r['frame_out_p50_us'], '.0f')} / {_f(r['frame_out_p99_us'], '.0f')} | "
             f"{_f(r['inbound_pct'], '.1f')} | {_f(r['outbound_pct'], '.1f')} | "
-            f"{_f(r['outbound_audio_pct'], '.1f')} | {_f(r['client_cores'], '.2f')} | "
+            f"{_f(r['outbound_audio_pct'], '.1f')} | {_f(r['client_cores'], '.2f')} / "
+            f"{_f(r.get('echo_cores'), '.2f')} | "
             f"{_f(r['machine_busy_cores'], '.2f')} / {_f(r['foreign_cores'], '.2f')} | "
             f"{r['saturated_runs']}/{r['repeats']} |")
     return "\n".join(lines)
@@ -933,7 +938,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{_f(r['loop_lag_p99_ms'], '.1f')} ms, in {_f(r['inbound_pct'], '.1f')} %,"
                       f" out {_f(r['outbound_pct'], '.1f')} % (skipped {c['ts_gap_frames']}, "
                       f"drift {c['outbound_drift_max_ms']:.0f} ms), clients "
-                      f"{c['cores']:.2f} cores, machine busy {r['machine']['busy_cores']:.2f}"
+                      f"{c['cores']:.2f} cores (lag p99 {_f(c['lag_p99_ms'], '.0f')} ms), echo "
+                      f"{r['echo_cores']:.2f}, machine busy {r['machine']['busy_cores']:.2f}"
                       f" (other load {r['machine']['foreign_cores']:.2f})",
                       flush=True)
     rows = summarise(runs)
