@@ -1,9 +1,20 @@
-"""N concurrent full-duplex aiortc callers in one process, driven by ``bench.calls``.
+"""N concurrent full-duplex callers in one process, driven by ``bench.calls``.
 
 Each caller mints a token, POSTs its SDP offer (with the ``oai-events`` data channel, as a
 browser following OpenAI's WebRTC guide would), sends a tone paced in real time, and counts
 the 20 ms frames it receives and how many of them carry audio (the echo upstream returns the
-caller's own tone, so in steady state nearly every frame should).
+caller's own tone, so in steady state nearly every frame should;
+:class:`bench.caller_audio.HeardAudio` judges them, the same in both modes).
+
+Two caller modes (``--callers``), the same signalling, ICE, DTLS and data channel (aiortc):
+
+- ``light`` (the default): once DTLS is up the call's media is
+  :class:`bench.light_media.LightMedia`: one 20 ms clock for the whole process sends every
+  call's pre-encoded Opus packet, received SRTP is unprotected and judged in the datagram's
+  callback, on uvloop. About half the CPU of an aiortc caller (BENCHMARKS.md), so 90-100
+  calls' callers fit on one core beside the echo upstream.
+- ``aiortc``: aiortc's own RTCRtpSender task and track per call, its receiver loop (with a
+  :class:`PacketTap` in place of its jitter buffer), asyncio's default loop.
 
 Protocol with the driver, one JSON object a line on stdout:
 ``{"event": "ready", ...}`` once every call's data channel is open; then for each ``mark`` line
