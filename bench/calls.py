@@ -133,6 +133,17 @@ def main_thread_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def main_thread_wait_s(pid: int) -> float:
+    """Time the main thread spent runnable but waiting for a CPU (``schedstat``'s run-queue
+    delay): event-loop lag that comes from other processes on the server's core, not from
+    the server's own work. 0 if the kernel keeps no schedstats."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def proc_status(pid: int) -> dict[str, int]:
     out: dict[str, int] = {}
     with open(f"/proc/{pid}/status") as f:
@@ -349,6 +360,7 @@ class Snapshot:
     t: float
     cpu: float
     main_cpu: float
+    main_wait: float
     sys_cpu: float
     machine: tuple[float, float, float]
     client_cpu: float
@@ -373,6 +385,7 @@ class Procs:
         pids = tree_pids(pid)  # read once: /proc is walked for it
         snap = Snapshot(time.monotonic(), tree_cpu_s(pids),
                         sum(main_thread_cpu_s(p) for p in pids),
+                        sum(main_thread_wait_s(p) for p in pids),
                         tree_cpu_s(pids, system_only=True), machine_cpu(),
                         sum(proc_cpu_s(c.proc.pid) for c in self.clients),
                         proc_cpu_s(self.echo.pid), http_get(self.base + "/metrics"),
@@ -670,6 +683,8 @@ def analyse(server: str, n: int, a: Snapshot, b: Snapshot, idle: dict[str, int],
         "server": server, "calls": n, "window_s": round(wall, 3),
         "cpu_s": round(cpu, 3), "cores": cpu / wall, "cores_per_call": cpu / wall / n,
         "main_thread_cores": (b.main_cpu - a.main_cpu) / wall,
+        # Seconds a second the event loop was ready to run but another process had the CPU.
+        "main_thread_runqueue_wait": (b.main_wait - a.main_wait) / wall,
         "system_cores": (b.sys_cpu - a.sys_cpu) / wall,
         "cores_per_s_median": statistics.median(per_s) if per_s else None,
         "rss_idle_mb": idle_mb, "rss_mb": rss_mb, "rss_per_call_mb": (rss_mb - idle_mb) / n,
@@ -717,7 +732,8 @@ def analyse(server: str, n: int, a: Snapshot, b: Snapshot, idle: dict[str, int],
 
 # -- summary ----------------------------------------------------------------------------
 
-SUMMARY_FIELDS = ("cores_per_call", "cores", "main_thread_cores", "rss_per_call_mb", "rss_mb",
+SUMMARY_FIELDS = ("cores_per_call", "cores", "main_thread_cores", "main_thread_runqueue_wait",
+                  "rss_per_call_mb", "rss_mb",
                   "loop_lag_p50_ms", "loop_lag_p99_ms", "frame_in_p50_us", "frame_in_p99_us",
                   "frame_out_p50_us", "frame_out_p99_us", "inbound_pct", "outbound_pct",
                   "outbound_audio_pct")
@@ -775,7 +791,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     head = ("| server | N | cores/call | x naive | " + ("x pipecat | " if vs_pipecat else "")
             + "RSS/call MB | loop lag p50 / p99 ms | "
             "frame in p50 / p99 µs | frame out p50 / p99 µs | in % | out % | out audio % | "
-            "client / echo cores | machine busy / other load cores | runs saturated |")
+            "client / echo cores | loop waited for CPU s/s | machine busy / other load cores | "
+            "runs saturated |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         lines.append(
@@ -788,7 +805,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{_f(r['frame_out_p50_us'], '.0f')} / {_f(r['frame_out_p99_us'], '.0f')} | "
             f"{_f(r['inbound_pct'], '.1f')} | {_f(r['outbound_pct'], '.1f')} | "
             f"{_f(r['outbound_audio_pct'], '.1f')} | {_f(r['client_cores'], '.2f')} / "
-            f"{_f(r.get('echo_cores'), '.2f')} | "
+            f"{_f(r.get('echo_cores'), '.2f')} | {_f(r.get('main_thread_runqueue_wait'), '.2f')} | "
             f"{_f(r['machine_busy_cores'], '.2f')} / {_f(r['foreign_cores'], '.2f')} | "
             f"{r['saturated_runs']}/{r['repeats']} |")
     return "\n".join(lines)
@@ -934,7 +951,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(r)
                 c = r["client"]
                 print(f"  {tag}: {r['cores_per_call']:.4f} cores/call (main thread "
-                      f"{r['main_thread_cores']:.2f} cores), lag p99 "
+                      f"{r['main_thread_cores']:.2f} cores, waited for a CPU "
+                      f"{r['main_thread_runqueue_wait']:.2f} s/s), lag p99 "
                       f"{_f(r['loop_lag_p99_ms'], '.1f')} ms, in {_f(r['inbound_pct'], '.1f')} %,"
                       f" out {_f(r['outbound_pct'], '.1f')} % (skipped {c['ts_gap_frames']}, "
                       f"drift {c['outbound_drift_max_ms']:.0f} ms), clients "
