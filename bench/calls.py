@@ -2,16 +2,24 @@
 
     python -m bench.calls --calls 1,5,10,20 --seconds 20      # full: BENCHMARKS.md
     python -m bench.calls --quick                              # CI guard (N=5, 8 s)
+    python -m bench.calls --calls 45,90,100 --servers gateway --pin   # a core of its own
+    python -m bench.calls --calls 20,45 --servers gateway,ac --variant ac:BENCH_CALLERS=aiortc
+                                                   # light callers against aiortc callers
 
 For every server under test (the gateway, the reference naive relay of
 ``bench/naive_relay.py``, and with ``--servers ...,pipecat`` Pipecat's SmallWebRTC transport and
 OpenAI Realtime service, ``bench/pipecat_server.py``, run from its own venv: ``make
 bench-pipecat-venv``) and every N, three processes are started fresh: the echo upstream
 (``bench/echo_upstream.py``), the server, and the callers (``bench/clients.py``, one process per
-``--calls-per-client`` calls). Once every call is connected and ``--settle`` seconds have passed,
+``--calls-per-client`` calls; ``--callers light``, the default, sets each call up with aiortc
+and then runs its media on one 20 ms clock per process, ``bench/light_media.py``, at about
+half an aiortc caller's CPU; ``--callers aiortc`` keeps aiortc's sender and receiver per call).
+Once every call is connected and ``--settle`` seconds have passed,
 a window of ``--seconds`` is measured between two snapshots ("marks"):
 
-- server CPU: utime+stime of every thread, from ``/proc/<pid>/stat`` -> cores per call;
+- server CPU: utime+stime of every thread, from ``/proc/<pid>/stat`` -> cores per call; the
+  main thread's CPU and its run-queue wait (``schedstat``: ready to run, another task on the
+  CPU), which tells event-loop lag from other processes apart from the server's own work;
 - server RSS (``/proc/<pid>/status``) at the end of the window minus its idle baseline (taken
   before any call), per call;
 - event-loop lag and per-frame processing p50/p99: the server's ``/metrics`` histograms,
@@ -343,11 +351,13 @@ class LineProc:
 
 
 class ClientProc(LineProc):
-    """One ``bench.clients`` process (``calls`` callers)."""
+    """One ``bench.clients`` process (``calls`` callers). ``callers`` defaults to aiortc's for
+    the other benches that start callers (console_cost, sideband), whose figures were taken
+    with them; ``bench.calls`` passes its ``--callers``."""
 
     def __init__(self, base: str, calls: int, log: IO[bytes], env: dict[str, str],
                  encode_live: bool = False, prefix: list[str] | None = None,
-                 api: str = "realtime", callers: str = "light") -> None:
+                 api: str = "realtime", callers: str = "aiortc") -> None:
         self.calls = calls
         super().__init__(
             [*(prefix or []), sys.executable, "-m", "bench.clients", "--base", base,
