@@ -2,16 +2,24 @@
 
     python -m bench.calls --calls 1,5,10,20 --seconds 20      # full: BENCHMARKS.md
     python -m bench.calls --quick                              # CI guard (N=5, 8 s)
+    python -m bench.calls --calls 45,90,100 --servers gateway --pin   # a core of its own
+    python -m bench.calls --calls 20,45 --servers gateway,ac --variant ac:BENCH_CALLERS=aiortc
+                                                   # light callers against aiortc callers
 
 For every server under test (the gateway, the reference naive relay of
 ``bench/naive_relay.py``, and with ``--servers ...,pipecat`` Pipecat's SmallWebRTC transport and
 OpenAI Realtime service, ``bench/pipecat_server.py``, run from its own venv: ``make
 bench-pipecat-venv``) and every N, three processes are started fresh: the echo upstream
 (``bench/echo_upstream.py``), the server, and the callers (``bench/clients.py``, one process per
-``--calls-per-client`` calls). Once every call is connected and ``--settle`` seconds have passed,
+``--calls-per-client`` calls; ``--callers light``, the default, sets each call up with aiortc
+and then runs its media on one 20 ms clock per process, ``bench/light_media.py``, at about
+half an aiortc caller's CPU; ``--callers aiortc`` keeps aiortc's sender and receiver per call).
+Once every call is connected and ``--settle`` seconds have passed,
 a window of ``--seconds`` is measured between two snapshots ("marks"):
 
-- server CPU: utime+stime of every thread, from ``/proc/<pid>/stat`` -> cores per call;
+- server CPU: utime+stime of every thread, from ``/proc/<pid>/stat`` -> cores per call; the
+  main thread's CPU and its run-queue wait (``schedstat``: ready to run, another task on the
+  CPU), which tells event-loop lag from other processes apart from the server's own work;
 - server RSS (``/proc/<pid>/status``) at the end of the window minus its idle baseline (taken
   before any call), per call;
 - event-loop lag and per-frame processing p50/p99: the server's ``/metrics`` histograms,
@@ -131,6 +139,17 @@ def main_thread_cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/task/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def main_thread_wait_s(pid: int) -> float:
+    """Time the main thread spent runnable but waiting for a CPU (``schedstat``'s run-queue
+    delay): event-loop lag that comes from other processes on the server's core, not from
+    the server's own work. 0 if the kernel keeps no schedstats."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -332,15 +351,17 @@ class LineProc:
 
 
 class ClientProc(LineProc):
-    """One ``bench.clients`` process (``calls`` callers)."""
+    """One ``bench.clients`` process (``calls`` callers). ``callers`` defaults to aiortc's for
+    the other benches that start callers (console_cost, sideband), whose figures were taken
+    with them; ``bench.calls`` passes its ``--callers``."""
 
     def __init__(self, base: str, calls: int, log: IO[bytes], env: dict[str, str],
                  encode_live: bool = False, prefix: list[str] | None = None,
-                 api: str = "realtime") -> None:
+                 api: str = "realtime", callers: str = "aiortc") -> None:
         self.calls = calls
         super().__init__(
             [*(prefix or []), sys.executable, "-m", "bench.clients", "--base", base,
-             "--api-key", API_KEY, "--calls", str(calls), "--api", api,
+             "--api-key", API_KEY, "--calls", str(calls), "--api", api, "--callers", callers,
              *(["--encode-live"] if encode_live else [])], log, env)
 
 
@@ -349,6 +370,7 @@ class Snapshot:
     t: float
     cpu: float
     main_cpu: float
+    main_wait: float
     sys_cpu: float
     machine: tuple[float, float, float]
     client_cpu: float
@@ -373,6 +395,7 @@ class Procs:
         pids = tree_pids(pid)  # read once: /proc is walked for it
         snap = Snapshot(time.monotonic(), tree_cpu_s(pids),
                         sum(main_thread_cpu_s(p) for p in pids),
+                        sum(main_thread_wait_s(p) for p in pids),
                         tree_cpu_s(pids, system_only=True), machine_cpu(),
                         sum(proc_cpu_s(c.proc.pid) for c in self.clients),
                         proc_cpu_s(self.echo.pid), http_get(self.base + "/metrics"),
@@ -512,8 +535,11 @@ def run_one(server: str, n: int, args: argparse.Namespace, logdir: Path, tag: st
             # Pipecat is called with its own signalling.
             api = "pipecat" if server == "pipecat" else \
                 (args.variants or {}).get(server, {}).get("BENCH_API", "realtime")
+            # A variant with BENCH_CALLERS=aiortc|light drives its server with those callers
+            # (the callers' own cost compared within one run).
+            callers = (args.variants or {}).get(server, {}).get("BENCH_CALLERS", args.callers)
             procs.clients.append(ClientProc(procs.base, size, log, env, args.encode_live,
-                                            on_load, api))
+                                            on_load, api, callers))
         for c in procs.clients:
             c.expect("ready", 30 + 3 * n)
         setup_s = time.monotonic() - t_setup
@@ -667,6 +693,8 @@ def analyse(server: str, n: int, a: Snapshot, b: Snapshot, idle: dict[str, int],
         "server": server, "calls": n, "window_s": round(wall, 3),
         "cpu_s": round(cpu, 3), "cores": cpu / wall, "cores_per_call": cpu / wall / n,
         "main_thread_cores": (b.main_cpu - a.main_cpu) / wall,
+        # Seconds a second the event loop was ready to run but another process had the CPU.
+        "main_thread_runqueue_wait": (b.main_wait - a.main_wait) / wall,
         "system_cores": (b.sys_cpu - a.sys_cpu) / wall,
         "cores_per_s_median": statistics.median(per_s) if per_s else None,
         "rss_idle_mb": idle_mb, "rss_mb": rss_mb, "rss_per_call_mb": (rss_mb - idle_mb) / n,
@@ -714,7 +742,8 @@ def analyse(server: str, n: int, a: Snapshot, b: Snapshot, idle: dict[str, int],
 
 # -- summary ----------------------------------------------------------------------------
 
-SUMMARY_FIELDS = ("cores_per_call", "cores", "main_thread_cores", "rss_per_call_mb", "rss_mb",
+SUMMARY_FIELDS = ("cores_per_call", "cores", "main_thread_cores", "main_thread_runqueue_wait",
+                  "rss_per_call_mb", "rss_mb",
                   "loop_lag_p50_ms", "loop_lag_p99_ms", "frame_in_p50_us", "frame_in_p99_us",
                   "frame_out_p50_us", "frame_out_p99_us", "inbound_pct", "outbound_pct",
                   "outbound_audio_pct")
@@ -738,6 +767,7 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for f in SUMMARY_FIELDS:
             row[f] = _median([r.get(f) for r in mine])
         row["client_cores"] = _median([r["client"]["cores"] for r in mine])
+        row["echo_cores"] = _median([r.get("echo_cores") for r in mine])
         row["client_lag_p99_ms"] = _median([r["client"]["lag_p99_ms"] for r in mine])
         row["machine_busy_cores"] = _median([r["machine"]["busy_cores"] for r in mine])
         row["foreign_cores"] = _median([r["machine"].get("foreign_cores") for r in mine])
@@ -771,7 +801,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     head = ("| server | N | cores/call | x naive | " + ("x pipecat | " if vs_pipecat else "")
             + "RSS/call MB | loop lag p50 / p99 ms | "
             "frame in p50 / p99 µs | frame out p50 / p99 µs | in % | out % | out audio % | "
-            "client cores | machine busy / other load cores | runs saturated |")
+            "client / echo cores | loop waited for CPU s/s | machine busy / other load cores | "
+            "runs saturated |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         lines.append(
@@ -783,7 +814,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{_f(r['frame_in_p50_us'], '.0f')} / {_f(r['frame_in_p99_us'], '.0f')} | "
             f"{_f(r['frame_out_p50_us'], '.0f')} / {_f(r['frame_out_p99_us'], '.0f')} | "
             f"{_f(r['inbound_pct'], '.1f')} | {_f(r['outbound_pct'], '.1f')} | "
-            f"{_f(r['outbound_audio_pct'], '.1f')} | {_f(r['client_cores'], '.2f')} | "
+            f"{_f(r['outbound_audio_pct'], '.1f')} | {_f(r['client_cores'], '.2f')} / "
+            f"{_f(r.get('echo_cores'), '.2f')} | {_f(r.get('main_thread_runqueue_wait'), '.2f')} | "
             f"{_f(r['machine_busy_cores'], '.2f')} / {_f(r['foreign_cores'], '.2f')} | "
             f"{r['saturated_runs']}/{r['repeats']} |")
     return "\n".join(lines)
@@ -834,9 +866,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--servers", default="gateway,naive")
     p.add_argument("--calls-per-client", type=int, default=10,
                    help="calls per client process (a client process tops out near one core)")
+    p.add_argument("--callers", choices=("light", "aiortc"), default="light",
+                   help="light (default): aiortc sets each call up (signalling, ICE, DTLS, "
+                        "data channel), then one 20 ms clock per caller process sends every "
+                        "call's RTP and judges what arrives without aiortc's per-call sender "
+                        "and receiver (bench/light_media.py); aiortc: aiortc's own")
     p.add_argument("--encode-live", action="store_true",
                    help="callers encode their tone live (default: a pre-encoded Opus loop, "
-                        "which saves the shared machine ~0.01 core per call)")
+                        "which saves the shared machine ~0.01 core per call; needs "
+                        "--callers aiortc)")
     p.add_argument("--gateway-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the gateway (e.g. to measure a setting)")
     p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
@@ -870,6 +908,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.calls, args.seconds, args.servers = "5", 8.0, "gateway,naive"
         args.settle = min(args.settle, 1.5)
     args.repeat = args.repeat or 3
+    if args.encode_live and args.callers == "light":
+        p.error("--encode-live needs --callers aiortc (light callers send a pre-encoded loop)")
     if args.wait_quiet is None:
         args.wait_quiet = 0.0 if args.quick else 60.0
     args.ns = [int(x) for x in args.calls.split(",") if x.strip()]
@@ -921,11 +961,13 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(r)
                 c = r["client"]
                 print(f"  {tag}: {r['cores_per_call']:.4f} cores/call (main thread "
-                      f"{r['main_thread_cores']:.2f} cores), lag p99 "
+                      f"{r['main_thread_cores']:.2f} cores, waited for a CPU "
+                      f"{r['main_thread_runqueue_wait']:.2f} s/s), lag p99 "
                       f"{_f(r['loop_lag_p99_ms'], '.1f')} ms, in {_f(r['inbound_pct'], '.1f')} %,"
                       f" out {_f(r['outbound_pct'], '.1f')} % (skipped {c['ts_gap_frames']}, "
                       f"drift {c['outbound_drift_max_ms']:.0f} ms), clients "
-                      f"{c['cores']:.2f} cores, machine busy {r['machine']['busy_cores']:.2f}"
+                      f"{c['cores']:.2f} cores (lag p99 {_f(c['lag_p99_ms'], '.0f')} ms), echo "
+                      f"{r['echo_cores']:.2f}, machine busy {r['machine']['busy_cores']:.2f}"
                       f" (other load {r['machine']['foreign_cores']:.2f})",
                       flush=True)
     rows = summarise(runs)
@@ -938,7 +980,8 @@ def main(argv: list[str] | None = None) -> int:
             "repeat": args.repeat, "servers": args.server_list,
             "calls_per_client": args.calls_per_client, "gateway_env": args.extra_env,
             "variants": args.variants, "skip_above": args.skip_above,
-            "encode_live": args.encode_live, "wait_quiet": args.wait_quiet, "pin": args.pin,
+            "encode_live": args.encode_live, "callers": args.callers,
+            "wait_quiet": args.wait_quiet, "pin": args.pin,
             "profile": args.profile},
         "summary": rows, "runs": runs, "failures": failures,
     }

@@ -1,9 +1,20 @@
-"""N concurrent full-duplex aiortc callers in one process, driven by ``bench.calls``.
+"""N concurrent full-duplex callers in one process, driven by ``bench.calls``.
 
 Each caller mints a token, POSTs its SDP offer (with the ``oai-events`` data channel, as a
 browser following OpenAI's WebRTC guide would), sends a tone paced in real time, and counts
 the 20 ms frames it receives and how many of them carry audio (the echo upstream returns the
-caller's own tone, so in steady state nearly every frame should).
+caller's own tone, so in steady state nearly every frame should;
+:class:`bench.caller_audio.HeardAudio` judges them, the same in both modes).
+
+Two caller modes (``--callers``), the same signalling, ICE, DTLS and data channel (aiortc):
+
+- ``light`` (the default): once DTLS is up the call's media is
+  :class:`bench.light_media.LightMedia`: one 20 ms clock for the whole process sends every
+  call's pre-encoded Opus packet, received SRTP is unprotected and judged in the datagram's
+  callback, on uvloop. About half the CPU of an aiortc caller (BENCHMARKS.md), so 90-100
+  calls' callers fit on one core beside the echo upstream.
+- ``aiortc``: aiortc's own RTCRtpSender task and track per call, its receiver loop (with a
+  :class:`PacketTap` in place of its jitter buffer), asyncio's default loop.
 
 Protocol with the driver, one JSON object a line on stdout:
 ``{"event": "ready", ...}`` once every call's data channel is open; then for each ``mark`` line
@@ -19,7 +30,6 @@ import asyncio
 import contextlib
 import fractions
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,14 +43,13 @@ from aiortc.codecs.opus import OpusEncoder
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket
 
-from gateway.audio.opus import OpusDecoder, OpusError
 from gateway.legs.inbound import install_inbound
+from gateway.legs.media_clock import MediaClock
 
-RATE = 48_000
-FRAME = 960  # 20 ms at 48 kHz
+from .caller_audio import FRAME, RATE, HeardAudio
+from .light_media import LightMedia
+
 TIME_BASE = fractions.Fraction(1, RATE)
-#: A received frame counts as audio when its peak is above this (-36 dBFS); the tone is -20 dBFS.
-LOUD_PEAK = 500
 
 
 def tone_frame(freq: float, dbfs: float) -> bytes:
@@ -111,34 +120,17 @@ class ToneTrack(MediaStreamTrack):
 
 class PacketTap:
     """Stands in for the caller's aiortc jitter buffer (as the gateway's own inbound path
-    does): each arriving packet is counted and decoded with libopus right away, so nothing
-    reaches aiortc's decoder thread. The callers share the 2 cores with the server under
-    test; this keeps what they take from it small."""
+    does): each arriving packet is judged right away (:class:`bench.caller_audio.HeardAudio`),
+    so nothing reaches aiortc's decoder thread. The callers share the 2 cores with the server
+    under test; this keeps what they take from it small."""
 
     capacity = 16  # aiortc's JitterBuffer interface
 
-    def __init__(self, caller: Caller) -> None:
-        self._caller = caller
-        self._decoder = OpusDecoder(24_000, 1)
-        self._last: int | None = None
-        self._best = math.inf
+    def __init__(self, heard: HeardAudio) -> None:
+        self._heard = heard
 
     def add(self, packet: RtpPacket) -> tuple[bool, None]:
-        c = self._caller
-        c.received += 1
-        ts = packet.timestamp
-        if self._last is not None:
-            gap = (ts - self._last) & 0xFFFFFFFF
-            if FRAME < gap < 10 * RATE:
-                c.skipped += gap // FRAME - 1
-        self._last = ts
-        offset = time.monotonic() - ts / RATE  # the RTP origin is random: only drift counts
-        self._best = min(self._best, offset)
-        c.late_max = max(c.late_max, offset - self._best)
-        with contextlib.suppress(OpusError):
-            pcm = self._decoder.decode(packet._data)  # type: ignore[attr-defined]
-            if len(pcm) and max(-int(pcm.min()), int(pcm.max())) > LOUD_PEAK:
-                c.loud += 1
+        self._heard.packet(packet.timestamp, packet._data)  # type: ignore[attr-defined]
         return False, None
 
 
@@ -146,29 +138,33 @@ class PacketTap:
 class Caller:
     pc: RTCPeerConnection
     mic: ToneTrack
+    #: ``--callers light``: the call's media once DTLS is up (aiortc's RTP machinery unused).
+    light: LightMedia | None = None
+    heard: HeardAudio = field(default_factory=HeardAudio)
     opened: asyncio.Event = field(default_factory=asyncio.Event)
-    received: int = 0
-    loud: int = 0
     events: int = 0
-    #: Frames missing by RTP timestamp although no packet was lost: the sender skipped them.
-    skipped: int = 0
-    #: Outbound delay drift: how much later than this call's earliest frame (arrival time
-    #: against RTP time) a frame came out. A sender that falls behind and bursts to catch up
-    #: shows here; one that skips ahead shows in ``skipped`` instead.
-    late_max: float = 0.0
 
-    def take_late(self) -> float:
-        out, self.late_max = self.late_max, 0.0
-        return out
+    @property
+    def sent(self) -> int:
+        return self.light.sent if self.light is not None else self.mic.sent
 
     def tap(self) -> None:
         """Count and check what arrives at packet level (see :class:`PacketTap`)."""
         for t in self.pc.getTransceivers():
             if t.kind == "audio":
-                install_inbound(t.receiver, PacketTap(self))  # type: ignore[arg-type]
+                install_inbound(t.receiver, PacketTap(self.heard))  # type: ignore[arg-type]
+
+    def go_light(self, packets: list[bytes], clock: MediaClock) -> None:
+        """Hand the call's media to :class:`bench.light_media.LightMedia` at connect."""
+        self.light = LightMedia(self.heard, packets, clock)
+        for t in self.pc.getTransceivers():
+            if t.kind == "audio":
+                self.light.attach(t)
 
     async def close(self) -> None:
         self.mic.stop()
+        if self.light is not None:
+            await self.light.stop()
         await self.pc.close()
 
 
@@ -193,21 +189,26 @@ async def _pipecat_answer(http: aiohttp.ClientSession, base: str, sdp: str) -> s
 
 
 async def open_call(http: aiohttp.ClientSession, base: str, api_key: str, pcm: bytes,
-                    packets: list[bytes] | None, timeout_s: float, api: str = "realtime"
-                    ) -> Caller:
+                    packets: list[bytes] | None, timeout_s: float, api: str = "realtime",
+                    light: MediaClock | None = None) -> Caller:
+    """One call. With ``light`` (the caller process's clock) its media runs on
+    :class:`bench.light_media.LightMedia` (``packets`` required) instead of aiortc's."""
     if api in ("live", "pipecat"):
-        return await _open(http, base, api_key, pcm, packets, timeout_s, signalling=api)
+        return await _open(http, base, api_key, pcm, packets, timeout_s, signalling=api,
+                           light=light)
     async with http.post(f"{base}/v1/realtime/client_secrets", json={},
                          headers={"Authorization": f"Bearer {api_key}"}) as r:
         body = await r.json()
         if r.status != 200:
             raise RuntimeError(f"client_secrets: {r.status} {body}")
         token = body["value"]
-    return await _open(http, base, token, pcm, packets, timeout_s, signalling="realtime")
+    return await _open(http, base, token, pcm, packets, timeout_s, signalling="realtime",
+                       light=light)
 
 
 async def _open(http: aiohttp.ClientSession, base: str, token: str, pcm: bytes,
-                packets: list[bytes] | None, timeout_s: float, *, signalling: str) -> Caller:
+                packets: list[bytes] | None, timeout_s: float, *, signalling: str,
+                light: MediaClock | None) -> Caller:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     caller = Caller(pc, ToneTrack(pcm, packets))
     channel = pc.createDataChannel("oai-events")
@@ -217,8 +218,13 @@ async def _open(http: aiohttp.ClientSession, base: str, token: str, pcm: bytes,
         caller.events += 1
 
     channel.on("message", on_message)
-    pc.addTrack(caller.mic)
-    caller.tap()
+    pc.addTrack(caller.mic)  # in light mode never read: it keeps the offer the same
+    if light is not None:
+        if packets is None:
+            raise ValueError("light callers send the pre-encoded loop (no --encode-live)")
+        caller.go_light(packets, light)
+    else:
+        caller.tap()
     try:
         await pc.setLocalDescription(await pc.createOffer())
         if signalling == "live":
@@ -274,6 +280,10 @@ async def rtp_stats(callers: list[Caller]) -> dict[str, int]:
     theirs (remote-inbound-rtp, from its RTCP receiver reports)."""
     out = {"rtp_received": 0, "rtp_lost": 0, "remote_lost": 0}
     for c in callers:
+        if c.light is not None:
+            for k, v in c.light.rtp_stats().items():
+                out[k] += v
+            continue
         with contextlib.suppress(Exception):
             for s in (await c.pc.getStats()).values():
                 if s.type == "inbound-rtp":
@@ -292,6 +302,7 @@ def emit(obj: dict[str, Any]) -> None:
 async def run(args: argparse.Namespace) -> int:
     pcm = tone_frame(args.freq, args.dbfs)
     packets = None if args.encode_live else opus_loop(pcm)
+    clock = MediaClock() if args.callers == "light" else None  # this process's one clock
     probe = LagProbe()
     callers: list[Caller] = []
     gate = asyncio.Semaphore(args.setup_concurrency)
@@ -300,7 +311,7 @@ async def run(args: argparse.Namespace) -> int:
     async def one() -> Caller:
         async with gate:
             return await open_call(http, args.base, args.api_key, pcm, packets,
-                                   args.setup_timeout, args.api)
+                                   args.setup_timeout, args.api, clock)
 
     # A connection per request, as independent browsers would open: behind ``serve --workers
     # N`` the kernel spreads connections, not requests, over the workers.
@@ -324,12 +335,14 @@ async def run(args: argparse.Namespace) -> int:
                 t = time.monotonic()
                 lag = probe.take()
                 emit({"event": "mark", "t": t, "calls": len(callers),
-                      "sent": sum(c.mic.sent for c in callers),
-                      "received": sum(c.received for c in callers),
-                      "loud": sum(c.loud for c in callers),
+                      "sent": sum(c.sent for c in callers),
+                      "received": sum(c.heard.received for c in callers),
+                      "loud": sum(c.heard.loud for c in callers),
+                      "undecodable": sum(c.heard.undecodable for c in callers),
                       "events": sum(c.events for c in callers),
-                      "skipped": sum(c.skipped for c in callers),
-                      "late_max_ms": 1000 * max((c.take_late() for c in callers), default=0.0),
+                      "skipped": sum(c.heard.skipped for c in callers),
+                      "late_max_ms": 1000 * max((c.heard.take_late() for c in callers),
+                                                default=0.0),
                       "not_connected": sum(c.pc.connectionState != "connected" for c in callers),
                       "lag_p50": quantile(lag, 0.5), "lag_p99": quantile(lag, 0.99),
                       "lag_max": max(lag, default=None), **(await rtp_stats(callers))})
@@ -355,7 +368,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="open calls over the Realtime API, GPT-Live (POST /v1/live/sessions) "
                         "or Pipecat's SmallWebRTC signalling (POST /api/offer)")
     p.add_argument("--setup-timeout", type=float, default=20.0)
-    return asyncio.run(run(p.parse_args(argv)))
+    p.add_argument("--callers", choices=("light", "aiortc"), default="light",
+                   help="light: aiortc sets the call up (signalling, ICE, DTLS, data channel), "
+                        "then one 20 ms clock for the process sends every call's RTP and the "
+                        "received SRTP is judged without aiortc (bench/light_media.py), on "
+                        "uvloop; aiortc: aiortc's own sender and receiver per call")
+    args = p.parse_args(argv)
+    if args.callers == "light" and args.encode_live:
+        p.error("--encode-live needs --callers aiortc (light callers send a pre-encoded loop)")
+    if args.callers == "light":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(run(args))
+    return asyncio.run(run(args))
 
 
 if __name__ == "__main__":
