@@ -31,9 +31,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.wer_corpus import CONDITIONS, IN_DOMAIN, OPEN, Clip, clips, wer
+from bench.wer_corpus import CONDITIONS, SETS, Clip, clips, wer
 
-QUICK = frozenset(IN_DOMAIN[:4] + OPEN[:4])
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "wer.json"
 #: name -> (EngineConfig.asr, Whisper beam width, LM rescoring weight, pre-emphasis)
@@ -77,12 +76,17 @@ def test_set(args: argparse.Namespace) -> list[Clip]:
     if args.cache and Path(args.cache).exists():
         items: list[Clip] = pickle.loads(Path(args.cache).read_bytes())
     else:
-        items = clips(phrases=4 if args.quick else None)
+        items = clips(phrases=4 if args.quick else None, phrase_set=args.set)
         if args.cache:
             Path(args.cache).write_bytes(pickle.dumps(items))
+    in_domain, open_ = SETS[args.set]
+    phrases = set(in_domain + open_)
+    quick = set(in_domain[:4] + open_[:4])
+    if not all(c.reference in phrases for c in items):
+        raise SystemExit(f"{args.cache} holds clips that are not the {args.set} set's")
     return [c for c in items if (voices is None or c.voice in voices)
             and (conditions is None or c.condition in conditions)
-            and (not args.quick or c.reference in QUICK)]
+            and (not args.quick or c.reference in quick)]
 
 
 def measure_recogniser(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -163,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--asr", default=",".join(BACKENDS),
                         help=f"comma-separated, of: {', '.join(BACKENDS)}")
+    parser.add_argument("--set", choices=list(SETS), default="test",
+                        help="phrase set: dev (tune settings on it) or test (report on it)")
     parser.add_argument("--quick", action="store_true", help="4+4 phrases, 3 conditions")
     parser.add_argument("--voices", help="comma-separated voice labels (default: all)")
     parser.add_argument("--conditions", help=f"comma-separated, of: {', '.join(CONDITIONS)}")
@@ -176,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cache:
         test_set(args)  # synthesised once, before the children read it
     results: dict[str, Any] = {"cores": os.cpu_count(), "load_avg": os.getloadavg()[0]}
-    subset = [*(["--quick"] if args.quick else []),
+    subset = ["--set", args.set, *(["--quick"] if args.quick else []),
               *(["--voices", args.voices] if args.voices else []),
               *(["--conditions", args.conditions] if args.conditions else []),
               *(["--cache", args.cache] if args.cache else [])]
@@ -190,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         r["date"] = time.strftime("%Y-%m-%d %H:%M")
         results[kind] = r
         summarise(kind, r)
-    if not (args.quick or args.voices or args.conditions):
+    if not (args.quick or args.voices or args.conditions or args.set != "test"):
         # settings not measured this time keep their last full run (each has its date)
         old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         RESULTS.write_text(json.dumps({**old, **results}, indent=1) + "\n")

@@ -31,6 +31,7 @@ from .config import EngineConfig
 from .domainlm import DomainLm
 from .logmel import log_mel
 from .textnorm import spoken
+from .timestretch import stretch
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,13 @@ class Decoding:
     #: pre-emphasis.
     denoise: bool = False
     preemphasis: float = PREEMPHASIS
+    #: Wiener noise reduction before log-mel: its gain floor (0: off; see ``wiener``).
+    wiener: float = 0.0
+    #: Time-stretch before log-mel (``timestretch``): speed (1: off; 0.85 slows speech to
+    #: 1/0.85 of its rate). ``stretch_both``: decode the audio as it is and stretched, the
+    #: hypotheses of both ranked together.
+    stretch: float = 1.0
+    stretch_both: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,15 +204,23 @@ class WhisperModel:
         if len(samples) < 1600:  # under 100 ms: nothing Whisper can read
             return Heard("", 0.0, "", 0.0)
         d = self.decoding
-        mel = log_mel(samples, min_frames=d.min_frames, denoise_noise=d.denoise,
-                      preemphasis=d.preemphasis)
-        features = ctranslate2.StorageView.from_array(mel[None])
         # A loop ("clean pen and dine voice to my office clean pen ...") is Whisper's way
         # of failing on noisy narrowband audio: bound the length by the audio's (speech runs
         # at < 5 tokens a second) and forbid a 6-token run from coming back.
         max_tokens = min(MAX_TOKENS, len(samples) * 5 // 16_000 + 8)
-        hyps, no_speech = self._generate(features, max_tokens, beam_size=d.beam_size,
-                                         num_hypotheses=max(1, min(d.n_best, d.beam_size)))
+        audios = [samples]
+        if d.stretch != 1.0:
+            stretched = stretch(samples, d.stretch)
+            audios = [samples, stretched] if d.stretch_both else [stretched]
+        hyps: list[tuple[str, float, int]] = []
+        for audio in audios:
+            mel = log_mel(audio, min_frames=d.min_frames, denoise_noise=d.denoise,
+                          preemphasis=d.preemphasis, wiener_floor=d.wiener)
+            features = ctranslate2.StorageView.from_array(mel[None])
+            found, no_speech = self._generate(
+                features, max_tokens, beam_size=d.beam_size,
+                num_hypotheses=max(1, min(d.n_best, d.beam_size)))
+            hyps += found
         written, score = self._pick(hyps)
         for temperature in d.fallback:
             if score >= d.fallback_logprob and _gzip_ratio(written) <= d.fallback_ratio:
