@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,20 @@ from bench.wer_corpus import CONDITIONS, SETS, Clip, clips, wer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "wer.json"
-#: name -> (EngineConfig.asr, Whisper beam width, LM rescoring weight, pre-emphasis)
-BACKENDS = {"whisper": ("whisper", 3, 0.3, 0.97),
-            "whisper-prev": ("whisper", 3, 0.0, 0.0),  # the default before rescoring
-            "whisper-greedy": ("whisper", 1, 0.0, 0.97),
-            "pocketsphinx": ("pocketsphinx", 1, 0.0, 0.0)}
+#: name -> EngineConfig fields that differ from the defaults (each is also a server flag)
+BACKENDS: dict[str, dict[str, Any]] = {
+    "whisper": {},
+    # the default before the dev/test round (no Wiener filter, no stretched second decode)
+    "whisper-prev": {"asr_wiener": 0.0, "asr_stretch": 1.0},
+    # before rescoring and pre-emphasis (the "previous default" of the round before)
+    "whisper-norescore": {"asr_lm_weight": 0.0, "asr_preemphasis": 0.0, "asr_wiener": 0.0,
+                          "asr_stretch": 1.0},
+    "whisper-greedy": {"asr_beam_size": 1, "asr_lm_weight": 0.0, "asr_wiener": 0.0,
+                       "asr_stretch": 1.0},
+    "pocketsphinx": {"asr": "pocketsphinx"}}
+_FLAGS = {"asr": "--asr", "asr_beam_size": "--asr-beam", "asr_lm_weight": "--asr-lm-weight",
+          "asr_preemphasis": "--asr-preemphasis", "asr_wiener": "--asr-wiener",
+          "asr_stretch": "--asr-stretch"}
 
 
 def rss_mb() -> float:
@@ -97,11 +107,9 @@ def measure_recogniser(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
     items = test_set(args)
     vads = SileroPool(1)
-    cfg = EngineConfig()
-    kind, beam, lm_weight, preemphasis = BACKENDS[name]
+    cfg = replace(EngineConfig(), **BACKENDS[name])
     rss0, t0 = rss_mb(), time.perf_counter()
-    asr = load(kind, cfg.asr_generic_decoders, cfg.asr_accept_score, cfg.asr_threads, beam,
-               lm_weight, preemphasis)
+    asr = load(cfg)
     startup_s, rss_load = time.perf_counter() - t0, rss_mb() - rss0
     transcribe(asr, vads, items[0])  # first-call allocations, as the engine's warm-up does
     groups: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -128,9 +136,9 @@ def turn_latency(name: str) -> dict[str, Any]:
     from bench.localrt_latency import SILENCE_MS, run_stream, start_engine
     from tests.fixtures.make_speech import PHRASES
 
-    kind, beam, lm_weight, preemphasis = BACKENDS[name]
-    proc, url = start_engine("--asr", kind, "--asr-beam", str(beam), "--asr-lm-weight",
-                             str(lm_weight), "--asr-preemphasis", str(preemphasis))
+    flags = [arg for field, value in BACKENDS[name].items()
+             for arg in (_FLAGS[field], str(value))]
+    proc, url = start_engine(*flags)
     try:
         turns = asyncio.run(run_stream(url, list(PHRASES)))
     finally:

@@ -7,8 +7,8 @@ recogniser, without the input path: for tuning on the development set (``--set d
 
 The first run streams each clip through the input path (wire format -> soxr -> silero VAD,
 as bench/wer.py does) and keeps the utterances; later runs decode them with each ``--try``
-(``whisper.Decoding`` fields, ``name=value`` comma-separated). WER is the mean over the cells
-(voice x condition). CPU is the decoder's alone: indicative, not the bench's figure.
+(``whisper.Decoding`` fields, ``name=value`` comma-separated, ``prompt=`` last). WER is the
+mean over the cells (voice x condition). CPU is the decoder's alone: indicative, not the bench's figure.
 """
 
 from __future__ import annotations
@@ -64,6 +64,8 @@ def parse(spec: str) -> dict[str, Any]:
 
     kinds = {f.name: f.type for f in fields(Decoding)}
     out: dict[str, Any] = {}
+    if "prompt=" in spec:  # last: the prompt's text may hold commas
+        spec, out["prompt"] = spec.split("prompt=", 1)
     for part in filter(None, spec.split(",")):
         if part == "default":
             continue
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             if kind == "domain" and not voice.startswith("piper"):
                 by_cond[cond].append(rate)
         conds = " ".join(f"{c} {statistics.mean(v) * 100:.1f}" for c, v in by_cond.items())
-        print(f"{spec:50} domain {r['domain_mean'] * 100:5.1f} % open "
+        print(f"{spec[:50]:50} domain {r['domain_mean'] * 100:5.1f} % open "
               f"{r['open_mean'] * 100:5.1f} % cpu {r['cpu']:.3f} | {conds}", flush=True)
         if args.show:
             print("\n".join(r["misses"]))

@@ -88,12 +88,12 @@ class Decoding:
     denoise: bool = False
     preemphasis: float = PREEMPHASIS
     #: Wiener noise reduction before log-mel: its gain floor (0: off; see ``wiener``).
-    wiener: float = 0.0
+    wiener: float = EngineConfig().asr_wiener
     #: Time-stretch before log-mel (``timestretch``): speed (1: off; 0.85 slows speech to
     #: 1/0.85 of its rate). ``stretch_both``: decode the audio as it is and stretched, the
     #: hypotheses of both ranked together.
-    stretch: float = 1.0
-    stretch_both: bool = False
+    stretch: float = EngineConfig().asr_stretch
+    stretch_both: bool = True
 
 
 @dataclass(frozen=True, slots=True)
