@@ -8,7 +8,8 @@ recogniser, without the input path: for tuning on the development set (``--set d
 The first run streams each clip through the input path (wire format -> soxr -> silero VAD,
 as bench/wer.py does) and keeps the utterances; later runs decode them with each ``--try``
 (``whisper.Decoding`` fields, ``name=value`` comma-separated, ``prompt=`` last). WER is the
-mean over the cells (voice x condition). CPU is the decoder's alone: indicative, not the bench's figure.
+mean over the cells (voice x condition). CPU is the decoder's alone: indicative, not the
+bench's figure.
 """
 
 from __future__ import annotations
