@@ -106,4 +106,4 @@ def test_wiener_front_end_acts_on_noise_only() -> None:
                     ).astype(np.int16)
     assert np.allclose(log_mel(clean, wiener_floor=0.5), log_mel(clean), atol=1e-3)
     quiet = log_mel(noisy, wiener_floor=0.5)[:, :40]  # the leading noise-only frames
-    assert quiet.mean() < log_mel(noisy)[:, :40].mean() - 0.05  # the floor, -12 dB of power, is -0.15
+    assert quiet.mean() < log_mel(noisy)[:, :40].mean() - 0.05  # floor: -12 dB of power, -0.15
