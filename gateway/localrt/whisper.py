@@ -5,12 +5,13 @@ to CTranslate2 as file contents: nothing is written to disk and nothing is downl
 
 One model per process, shared by every session: CTranslate2 queues concurrent calls and
 releases the GIL while it computes. Beam search over an utterance's features (no 30 s
-padding, see ``logmel``; pre-emphasised audio), with a short prompt of in-domain text as
-"previous" context, which biases the spelling of the domain's words without constraining what
-can be heard. The beam's three hypotheses are then re-ranked with the domain's word trigram
-model (``domainlm``) added to Whisper's own score: "nine a m" over "nine iam", "five five
-five" over "five time". Open sentences pay a bounded cost per unknown word and still win when
-Whisper is sure of them.
+padding, see ``logmel``; pre-emphasised audio, noise turned down by a Wiener filter, see
+``wiener``), with a short prompt of in-domain text as "previous" context, which biases the
+spelling of the domain's words without constraining what can be heard. The utterance is
+decoded twice, as heard and slowed to 0.85 of its speed (``timestretch``), and the two beams'
+hypotheses are re-ranked together with the domain's word trigram model (``domainlm``) added
+to Whisper's own score: "nine a m" over "nine iam", "five five five" over "five time". Open
+sentences pay a bounded cost per unknown word and still win when Whisper is sure of them.
 """
 
 from __future__ import annotations
