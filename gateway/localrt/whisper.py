@@ -192,7 +192,8 @@ class WhisperModel:
         """The best hypothesis (text, mean token log-probability): Whisper's own ranking, or
         Whisper's score plus the domain LM's."""
         if self._lm is None or len(hyps) == 1:
-            text, total, n = hyps[0]
+            # Whisper's ranking (mean token log-probability), across both decodes if two
+            text, total, n = max(hyps, key=lambda h: h[1] / h[2])
             return text, total / n
         lm, weight = self._lm, self.decoding.lm_weight
         text, total, n = max(hyps, key=lambda h: h[1] + weight * lm.logprob(spoken(h[0])))
