@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conditions")
     parser.add_argument("--try", dest="tries", action="append", default=[])
     parser.add_argument("--show", action="store_true", help="print the in-domain misses")
+    parser.add_argument("--jitter", type=int, default=0,
+                        help="seed of a +-1 LSB perturbation of every utterance (0: none): "
+                             "how far a setting's WER moves on a change nobody can hear")
     args = parser.parse_args(argv)
     args.quick = False
     path = Path(args.utterances)
@@ -125,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     conditions = args.conditions.split(",") if args.conditions else None
     utts = [(c, s) for c, s in utts if (voices is None or c.voice in voices)
             and (conditions is None or c.condition in conditions)]
+    if args.jitter:
+        rng = np.random.default_rng(args.jitter)
+        utts = [(c, [np.clip(u.astype(np.int32) + rng.integers(-1, 2, len(u)), -32768, 32767)
+                     .astype(np.int16) for u in s]) for c, s in utts]
     for spec in args.tries or ["default"]:
         r = decode(utts, spec)
         by_cond: dict[str, list[float]] = defaultdict(list)
