@@ -28,19 +28,30 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.wer_corpus import CONDITIONS, IN_DOMAIN, OPEN, Clip, clips, wer
+from bench.wer_corpus import CONDITIONS, SETS, Clip, clips, wer
 
-QUICK = frozenset(IN_DOMAIN[:4] + OPEN[:4])
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "wer.json"
-#: name -> (EngineConfig.asr, Whisper beam width, LM rescoring weight, pre-emphasis)
-BACKENDS = {"whisper": ("whisper", 3, 0.3, 0.97),
-            "whisper-prev": ("whisper", 3, 0.0, 0.0),  # the default before rescoring
-            "whisper-greedy": ("whisper", 1, 0.0, 0.97),
-            "pocketsphinx": ("pocketsphinx", 1, 0.0, 0.0)}
+#: name -> EngineConfig fields that differ from the defaults (each is also a server flag)
+BACKENDS: dict[str, dict[str, Any]] = {
+    "whisper": {},
+    # the default before the dev/test round (no Wiener filter, no stretched second decode)
+    "whisper-prev": {"asr_wiener": 0.0, "asr_stretch": 1.0},
+    # the Wiener filter without the stretched second decode (half the decoder CPU)
+    "whisper-wiener": {"asr_stretch": 1.0},
+    # before rescoring and pre-emphasis (the "previous default" of the round before)
+    "whisper-norescore": {"asr_lm_weight": 0.0, "asr_preemphasis": 0.0, "asr_wiener": 0.0,
+                          "asr_stretch": 1.0},
+    "whisper-greedy": {"asr_beam_size": 1, "asr_lm_weight": 0.0, "asr_wiener": 0.0,
+                       "asr_stretch": 1.0},
+    "pocketsphinx": {"asr": "pocketsphinx"}}
+_FLAGS = {"asr": "--asr", "asr_beam_size": "--asr-beam", "asr_lm_weight": "--asr-lm-weight",
+          "asr_preemphasis": "--asr-preemphasis", "asr_wiener": "--asr-wiener",
+          "asr_stretch": "--asr-stretch"}
 
 
 def rss_mb() -> float:
@@ -77,12 +88,17 @@ def test_set(args: argparse.Namespace) -> list[Clip]:
     if args.cache and Path(args.cache).exists():
         items: list[Clip] = pickle.loads(Path(args.cache).read_bytes())
     else:
-        items = clips(phrases=4 if args.quick else None)
+        items = clips(phrases=4 if args.quick else None, phrase_set=args.set)
         if args.cache:
             Path(args.cache).write_bytes(pickle.dumps(items))
+    in_domain, open_ = SETS[args.set]
+    phrases = set(in_domain + open_)
+    quick = set(in_domain[:4] + open_[:4])
+    if not all(c.reference in phrases for c in items):
+        raise SystemExit(f"{args.cache} holds clips that are not the {args.set} set's")
     return [c for c in items if (voices is None or c.voice in voices)
             and (conditions is None or c.condition in conditions)
-            and (not args.quick or c.reference in QUICK)]
+            and (not args.quick or c.reference in quick)]
 
 
 def measure_recogniser(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -93,11 +109,9 @@ def measure_recogniser(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
     items = test_set(args)
     vads = SileroPool(1)
-    cfg = EngineConfig()
-    kind, beam, lm_weight, preemphasis = BACKENDS[name]
+    cfg = replace(EngineConfig(), **BACKENDS[name])
     rss0, t0 = rss_mb(), time.perf_counter()
-    asr = load(kind, cfg.asr_generic_decoders, cfg.asr_accept_score, cfg.asr_threads, beam,
-               lm_weight, preemphasis)
+    asr = load(cfg)
     startup_s, rss_load = time.perf_counter() - t0, rss_mb() - rss0
     transcribe(asr, vads, items[0])  # first-call allocations, as the engine's warm-up does
     groups: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -124,9 +138,9 @@ def turn_latency(name: str) -> dict[str, Any]:
     from bench.localrt_latency import SILENCE_MS, run_stream, start_engine
     from tests.fixtures.make_speech import PHRASES
 
-    kind, beam, lm_weight, preemphasis = BACKENDS[name]
-    proc, url = start_engine("--asr", kind, "--asr-beam", str(beam), "--asr-lm-weight",
-                             str(lm_weight), "--asr-preemphasis", str(preemphasis))
+    flags = [arg for field, value in BACKENDS[name].items()
+             for arg in (_FLAGS[field], str(value))]
+    proc, url = start_engine(*flags)
     try:
         turns = asyncio.run(run_stream(url, list(PHRASES)))
     finally:
@@ -163,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--asr", default=",".join(BACKENDS),
                         help=f"comma-separated, of: {', '.join(BACKENDS)}")
+    parser.add_argument("--set", choices=list(SETS), default="test",
+                        help="phrase set: dev (tune settings on it) or test (report on it)")
     parser.add_argument("--quick", action="store_true", help="4+4 phrases, 3 conditions")
     parser.add_argument("--voices", help="comma-separated voice labels (default: all)")
     parser.add_argument("--conditions", help=f"comma-separated, of: {', '.join(CONDITIONS)}")
@@ -176,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cache:
         test_set(args)  # synthesised once, before the children read it
     results: dict[str, Any] = {"cores": os.cpu_count(), "load_avg": os.getloadavg()[0]}
-    subset = [*(["--quick"] if args.quick else []),
+    subset = ["--set", args.set, *(["--quick"] if args.quick else []),
               *(["--voices", args.voices] if args.voices else []),
               *(["--conditions", args.conditions] if args.conditions else []),
               *(["--cache", args.cache] if args.cache else [])]
@@ -190,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         r["date"] = time.strftime("%Y-%m-%d %H:%M")
         results[kind] = r
         summarise(kind, r)
-    if not (args.quick or args.voices or args.conditions):
+    if not (args.quick or args.voices or args.conditions or args.set != "test"):
         # settings not measured this time keep their last full run (each has its date)
         old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         RESULTS.write_text(json.dumps({**old, **results}, indent=1) + "\n")

@@ -47,6 +47,40 @@ OPEN = (
     "how long does shipping take",
 )
 
+#: The development set: the same kinds of sentence (account and phone digits, appointments,
+#: names, help, greetings, goodbyes; phrases.py's templates) written fresh, none of them a test
+#: sentence above. Settings are tuned on these (``--set dev``) and reported on the test set.
+DEV_IN_DOMAIN = (
+    "look up account six zero eight one nine",
+    "look up account number two nine three three eight",
+    "can you look up account number seven one one four",
+    "my phone number is four one seven two two nine zero",
+    "my account number is eight three six five two",
+    "look up the customer with phone number nine zero two five five one eight",
+    "schedule an appointment for wednesday at eleven a m",
+    "schedule an appointment for thursday at two forty five",
+    "book an appointment on monday at four p m for peter brown",
+    "i would like to book an appointment for saturday at eight in the morning",
+    "make an appointment for account five two four zero on friday at noon",
+    "book an appointment on march third at one fifteen",
+    "my name is david wilson",
+    "this is sarah garcia",
+    "what are my options",
+    "i need help",
+    "good morning",
+    "hi there",
+    "thanks bye",
+    "yes please",
+)
+DEV_OPEN = (
+    "the train was late again this morning",
+    "can you recommend a good restaurant",
+    "my daughter plays the piano every evening",
+    "we are painting the kitchen blue",
+    "the meeting moved to next week",
+)
+SETS = {"test": (IN_DOMAIN, OPEN), "dev": (DEV_IN_DOMAIN, DEV_OPEN)}
+
 #: espeak-ng voice -> label. Rates are words per minute (espeak's default is 175).
 ESPEAK = {"en-us": "espeak-us-m", "en-us+f3": "espeak-us-f", "en-gb-scotland": "espeak-scot",
           "en-029": "espeak-carib", "en-us-nyc": "espeak-nyc"}
@@ -143,14 +177,15 @@ def clip(voice: str, synth: Callable[[str, int], Samples], condition: str, text:
 
 
 def clips(voice_names: list[str] | None = None, conditions: list[str] | None = None,
-          phrases: int | None = None) -> list[Clip]:
+          phrases: int | None = None, phrase_set: str = "test") -> list[Clip]:
+    in_domain, open_ = SETS[phrase_set]
     out: list[Clip] = []
     for v, (name, synth) in enumerate(voices().items()):
         if voice_names is not None and name not in voice_names:
             continue
         for condition in conditions or list(CONDITIONS):
-            texts = [(t, True) for t in IN_DOMAIN[:phrases]] + \
-                [(t, False) for t in OPEN[:phrases]]
+            texts = [(t, True) for t in in_domain[:phrases]] + \
+                [(t, False) for t in open_[:phrases]]
             for i, (text, domain) in enumerate(texts):
                 out.append(clip(name, synth, condition, text, domain, seed=v * 1000 + i))
     return out

@@ -43,6 +43,12 @@ class EngineConfig:
     #: "Recogniser WER", "What was tried".
     asr_lm_weight: float = 0.3
     asr_preemphasis: float = 0.97
+    #: Whisper: Wiener noise reduction before log-mel, as its gain floor (0: off; 0.5 lets
+    #: noise down by 6 dB at most), and a second decode of the utterance slowed to this
+    #: speed by WSOLA, both decodes' hypotheses ranked together (1: off). See BENCHMARKS.md
+    #: "Recogniser WER", the dev/test round.
+    asr_wiener: float = 0.5
+    asr_stretch: float = 0.85
     #: pocketsphinx: generic-LM decoders (~90 MB each) streaming alongside the domain
     #: decoder, one per speaker talking at the same moment; past that, low-scoring turns
     #: are re-decoded.

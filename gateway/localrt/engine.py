@@ -23,10 +23,7 @@ class Engine:
         self.config = config or EngineConfig()
         t0 = time.perf_counter()
         self.voice = Voice(self.config.tts_threads)
-        cfg = self.config
-        self.asr = load(cfg.asr, cfg.asr_generic_decoders, cfg.asr_accept_score,
-                        cfg.asr_threads, cfg.asr_beam_size, cfg.asr_lm_weight,
-                        cfg.asr_preemphasis)
+        self.asr = load(self.config)
         self.vads = SileroPool(self.config.vad_prewarm)
         self._warm_up()
         log.info("local engine ready in %.2f s", time.perf_counter() - t0)

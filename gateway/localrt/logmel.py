@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from .wiener import wiener
+
 RATE = 16_000
 N_FFT = 400
 HOP = 160
@@ -85,7 +87,7 @@ def denoise(power: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 def log_mel(samples: npt.NDArray[np.int16], tail_frames: int = TAIL_FRAMES,
             min_frames: int = 0, denoise_noise: bool = False,
-            preemphasis: float = 0.0) -> Features:
+            preemphasis: float = 0.0, wiener_floor: float = 0.0) -> Features:
     """(80, frames) features of int16 16 kHz audio, silence appended (at least
     ``tail_frames``, up to ``min_frames`` in all), at most 30 s."""
     audio = samples.astype(np.float32) / 32768.0
@@ -96,6 +98,8 @@ def log_mel(samples: npt.NDArray[np.int16], tail_frames: int = TAIL_FRAMES,
     power = _power(audio, frames)
     if denoise_noise:
         power[:speech] = denoise(power[:speech])
+    if wiener_floor:
+        power[:speech] = wiener(power[:speech], gain_floor=wiener_floor)
     mel = _FILTERS @ power.T
     logs = np.log10(np.maximum(mel, 1e-10))
     logs = np.maximum(logs, logs.max() - 8.0)

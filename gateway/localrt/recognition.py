@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from .asr import Samples, Transcript, Utterance
+from .config import EngineConfig
 
 
 class SessionRecognizer(Protocol):
@@ -36,19 +37,20 @@ class Recognition(Protocol):
     def close(self) -> None: ...
 
 
-def load(kind: str, generic_decoders: int, accept_score: float,
-         threads: int, beam_size: int, lm_weight: float, preemphasis: float) -> Recognition:
+def load(cfg: EngineConfig) -> Recognition:
     """The configured recogniser (``EngineConfig.asr*``; Whisper's decoding:
     ``whisper.Decoding``)."""
-    if kind == "whisper":
+    if cfg.asr == "whisper":
         from .whisper import Decoding
         from .whisper_asr import WhisperModels
 
-        return WhisperModels(threads, Decoding(beam_size=beam_size, n_best=beam_size,
-                                               lm_weight=lm_weight, preemphasis=preemphasis))
-    if kind == "pocketsphinx":
+        return WhisperModels(cfg.asr_threads, Decoding(
+            beam_size=cfg.asr_beam_size, n_best=cfg.asr_beam_size,
+            lm_weight=cfg.asr_lm_weight, preemphasis=cfg.asr_preemphasis,
+            wiener=cfg.asr_wiener, stretch=cfg.asr_stretch, stretch_both=True))
+    if cfg.asr == "pocketsphinx":
         from .asr import AsrModels
         from .phrases import domain_sentences
 
-        return AsrModels(domain_sentences(), generic_decoders, accept_score)
-    raise ValueError(f"unknown recogniser {kind!r} (whisper | pocketsphinx)")
+        return AsrModels(domain_sentences(), cfg.asr_generic_decoders, cfg.asr_accept_score)
+    raise ValueError(f"unknown recogniser {cfg.asr!r} (whisper | pocketsphinx)")

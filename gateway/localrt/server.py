@@ -165,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--asr-preemphasis", type=float,
                         default=EngineConfig().asr_preemphasis,
                         help="pre-emphasis before Whisper's log-mel (0: off)")
+    parser.add_argument("--asr-wiener", type=float, default=EngineConfig().asr_wiener,
+                        help="Wiener noise reduction before Whisper's log-mel, its gain "
+                             "floor (0: off)")
+    parser.add_argument("--asr-stretch", type=float, default=EngineConfig().asr_stretch,
+                        help="also decode the utterance slowed to this speed (1: off)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
@@ -172,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(serve(args.host, args.port, EngineConfig(
             output_pace=args.pace, asr=args.asr, asr_beam_size=args.asr_beam,
-            asr_lm_weight=args.asr_lm_weight, asr_preemphasis=args.asr_preemphasis)))
+            asr_lm_weight=args.asr_lm_weight, asr_preemphasis=args.asr_preemphasis,
+            asr_wiener=args.asr_wiener, asr_stretch=args.asr_stretch)))
     except KeyboardInterrupt:
         pass
     return 0

@@ -5,12 +5,13 @@ to CTranslate2 as file contents: nothing is written to disk and nothing is downl
 
 One model per process, shared by every session: CTranslate2 queues concurrent calls and
 releases the GIL while it computes. Beam search over an utterance's features (no 30 s
-padding, see ``logmel``; pre-emphasised audio), with a short prompt of in-domain text as
-"previous" context, which biases the spelling of the domain's words without constraining what
-can be heard. The beam's three hypotheses are then re-ranked with the domain's word trigram
-model (``domainlm``) added to Whisper's own score: "nine a m" over "nine iam", "five five
-five" over "five time". Open sentences pay a bounded cost per unknown word and still win when
-Whisper is sure of them.
+padding, see ``logmel``; pre-emphasised audio, noise turned down by a Wiener filter, see
+``wiener``), with a short prompt of in-domain text as "previous" context, which biases the
+spelling of the domain's words without constraining what can be heard. The utterance is
+decoded twice, as heard and slowed to 0.85 of its speed (``timestretch``), and the two beams'
+hypotheses are re-ranked together with the domain's word trigram model (``domainlm``) added
+to Whisper's own score: "nine a m" over "nine iam", "five five five" over "five time". Open
+sentences pay a bounded cost per unknown word and still win when Whisper is sure of them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .config import EngineConfig
 from .domainlm import DomainLm
 from .logmel import log_mel
 from .textnorm import spoken
+from .timestretch import stretch
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,13 @@ class Decoding:
     #: pre-emphasis.
     denoise: bool = False
     preemphasis: float = PREEMPHASIS
+    #: Wiener noise reduction before log-mel: its gain floor (0: off; see ``wiener``).
+    wiener: float = EngineConfig().asr_wiener
+    #: Time-stretch before log-mel (``timestretch``): speed (1: off; 0.85 slows speech to
+    #: 1/0.85 of its rate). ``stretch_both``: decode the audio as it is and stretched, the
+    #: hypotheses of both ranked together.
+    stretch: float = EngineConfig().asr_stretch
+    stretch_both: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +192,8 @@ class WhisperModel:
         """The best hypothesis (text, mean token log-probability): Whisper's own ranking, or
         Whisper's score plus the domain LM's."""
         if self._lm is None or len(hyps) == 1:
-            text, total, n = hyps[0]
+            # Whisper's ranking (mean token log-probability), across both decodes if two
+            text, total, n = max(hyps, key=lambda h: h[1] / h[2])
             return text, total / n
         lm, weight = self._lm, self.decoding.lm_weight
         text, total, n = max(hyps, key=lambda h: h[1] + weight * lm.logprob(spoken(h[0])))
@@ -196,15 +206,23 @@ class WhisperModel:
         if len(samples) < 1600:  # under 100 ms: nothing Whisper can read
             return Heard("", 0.0, "", 0.0)
         d = self.decoding
-        mel = log_mel(samples, min_frames=d.min_frames, denoise_noise=d.denoise,
-                      preemphasis=d.preemphasis)
-        features = ctranslate2.StorageView.from_array(mel[None])
         # A loop ("clean pen and dine voice to my office clean pen ...") is Whisper's way
         # of failing on noisy narrowband audio: bound the length by the audio's (speech runs
         # at < 5 tokens a second) and forbid a 6-token run from coming back.
         max_tokens = min(MAX_TOKENS, len(samples) * 5 // 16_000 + 8)
-        hyps, no_speech = self._generate(features, max_tokens, beam_size=d.beam_size,
-                                         num_hypotheses=max(1, min(d.n_best, d.beam_size)))
+        audios = [samples]
+        if d.stretch != 1.0:
+            stretched = stretch(samples, d.stretch)
+            audios = [samples, stretched] if d.stretch_both else [stretched]
+        hyps: list[tuple[str, float, int]] = []
+        for audio in audios:
+            mel = log_mel(audio, min_frames=d.min_frames, denoise_noise=d.denoise,
+                          preemphasis=d.preemphasis, wiener_floor=d.wiener)
+            features = ctranslate2.StorageView.from_array(mel[None])
+            found, no_speech = self._generate(
+                features, max_tokens, beam_size=d.beam_size,
+                num_hypotheses=max(1, min(d.n_best, d.beam_size)))
+            hyps += found
         written, score = self._pick(hyps)
         for temperature in d.fallback:
             if score >= d.fallback_logprob and _gzip_ratio(written) <= d.fallback_ratio:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -75,3 +76,34 @@ def test_rescoring_does_not_change_a_clear_utterance_and_can_be_turned_off() -> 
 ])
 def test_unloop_collapses_whispers_loops_only(heard: str, kept: str) -> None:
     assert unloop(heard) == kept
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+def test_the_stretched_second_decode_runs_on_slower_audio_and_keeps_a_clear_utterance() -> None:
+    text = "schedule an appointment for tuesday at ten thirty"
+    audio = espeak(text, "en-us", 165)
+    model = WhisperModel(1, replace(Decoding(), stretch=0.85, stretch_both=True))
+    frames: list[int] = []
+    generate = model._generate
+
+    def counted(features: Any, max_tokens: int, **kwargs: Any) -> Any:
+        frames.append(features.shape[2])
+        return generate(features, max_tokens, **kwargs)
+
+    model._generate = counted  # type: ignore[method-assign]
+    assert model.transcribe(audio).text == text
+    tail = 100  # log_mel's appended silence
+    assert len(frames) == 2
+    assert (frames[1] - tail) == pytest.approx((frames[0] - tail) / 0.85, abs=2)
+
+
+def test_wiener_front_end_acts_on_noise_only() -> None:
+    rng = np.random.default_rng(3)
+    tone = _tone(2.0)
+    silence = np.zeros(8000, dtype=np.int16)
+    clean = np.concatenate((silence, tone, silence))
+    noisy = np.clip(clean + rng.standard_normal(len(clean)) * 800, -32768, 32767
+                    ).astype(np.int16)
+    assert np.allclose(log_mel(clean, wiener_floor=0.5), log_mel(clean), atol=1e-3)
+    quiet = log_mel(noisy, wiener_floor=0.5)[:, :40]  # the leading noise-only frames
+    assert quiet.mean() < log_mel(noisy)[:, :40].mean() - 0.05  # floor: -12 dB of power, -0.15

@@ -1,0 +1,89 @@
+"""The recogniser's optional signal processing before log-mel, pure numpy: WSOLA
+time-stretching (``timestretch``) and the decision-directed Wiener filter (``wiener``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gateway.localrt.timestretch import stretch
+from gateway.localrt.wiener import noise_floor, wiener
+
+RATE = 16_000
+
+
+def _peak_hz(x: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(x.astype(np.float64) * np.hanning(len(x))))
+    return float(np.argmax(spectrum) * RATE / len(x))
+
+
+def _glide(seconds: float) -> np.ndarray:
+    """A voiced-like tone whose pitch rises from 120 to 240 Hz, with harmonics."""
+    t = np.arange(int(RATE * seconds)) / RATE
+    f = 120 + 120 * t / seconds
+    phase = 2 * np.pi * np.cumsum(f) / RATE
+    wave = np.sin(phase) + 0.5 * np.sin(2 * phase) + 0.25 * np.sin(3 * phase)
+    return (wave * 6000).astype(np.int16)
+
+
+@pytest.mark.parametrize("speed", [0.8, 0.85, 1.25])
+def test_stretch_changes_duration_and_keeps_pitch(speed: float) -> None:
+    tone = (np.sin(2 * np.pi * 173 * np.arange(2 * RATE) / RATE) * 8000).astype(np.int16)
+    out = stretch(tone, speed)
+    assert out.dtype == np.int16
+    assert abs(len(out) - len(tone) / speed) <= 1
+    mid = out[len(out) // 4:len(out) // 4 + RATE // 2]
+    assert _peak_hz(mid) == pytest.approx(173, abs=3)
+    # frames are aligned on the waveform: no cancellation dips inside the output
+    inner = np.abs(out[1000:-1000].astype(np.float64))
+    window = 400  # 25 ms, more than four periods
+    peaks = np.lib.stride_tricks.sliding_window_view(inner, window).max(axis=1)
+    assert peaks.min() > 0.9 * 8000
+
+
+def test_stretch_follows_a_gliding_pitch_in_time() -> None:
+    glide = _glide(2.0)
+    out = stretch(glide, 0.8)  # 2.5 s
+    # the pitch at 40 % of the output is the pitch at 40 % of the input (about 168 Hz)
+    at = int(0.4 * len(out))
+    assert _peak_hz(out[at - 1600:at + 1600]) == pytest.approx(
+        _peak_hz(glide[int(0.4 * len(glide)) - 1280:int(0.4 * len(glide)) + 1280]), abs=8)
+
+
+def test_stretch_leaves_speed_one_and_short_audio_alone() -> None:
+    tone = _glide(0.5)
+    assert stretch(tone, 1.0) is tone
+    assert stretch(tone[:500], 0.8) is not None and len(stretch(tone[:500], 0.8)) == 500
+    with pytest.raises(ValueError):
+        stretch(tone, 0.1)
+
+
+def _spectra(signal: np.ndarray) -> np.ndarray:
+    frames = np.lib.stride_tricks.sliding_window_view(signal, 400)[::160] * np.hanning(400)
+    return (np.abs(np.fft.rfft(frames, axis=1)) ** 2).astype(np.float32)
+
+
+def test_wiener_turns_noise_down_and_keeps_the_tone() -> None:
+    rng = np.random.default_rng(4)
+    n = RATE * 2
+    t = np.arange(n) / RATE
+    tone = np.sin(2 * np.pi * 1000 * t) * 3000 * ((t > 0.5) & (t < 1.5))
+    noise = rng.standard_normal(n) * 300
+    power = _spectra(tone + noise)
+    clean = wiener(power)
+    assert clean.shape == power.shape and clean.dtype == power.dtype
+    tone_bin = round(1000 * 400 / RATE)
+    noise_bins = np.r_[40:60, 120:180]
+    speech = slice(70, 140)  # frames inside the tone
+    # the tone's bin keeps (almost) all its power, the noise-only bins lose >= 10 dB
+    assert clean[speech, tone_bin].mean() > 0.8 * power[speech, tone_bin].mean()
+    assert clean[:, noise_bins].mean() < 0.1 * power[:, noise_bins].mean()
+    assert np.all(clean <= power + 1e-6)
+
+
+def test_noise_floor_is_the_quietest_frames_and_short_input_is_left_alone() -> None:
+    power = np.ones((50, 201), dtype=np.float32)
+    power[:10] *= 100.0  # loud frames
+    assert np.allclose(noise_floor(power), 1.0)
+    short = power[:5]
+    assert wiener(short) is short
