@@ -36,6 +36,7 @@ from typing import Any
 import pylibsrtp
 from aiortc import RTCRtpTransceiver
 
+from gateway.legs.handoff import Outgoing, selected_pair, take_over
 from gateway.legs.media_clock import MediaClock
 from gateway.legs.rtcp import (
     ReceiverReport,
@@ -47,7 +48,7 @@ from gateway.legs.rtcp import (
     build_sdes,
     parse_rtcp,
 )
-from gateway.legs.rtp import MID_URI, MalformedRtp, RtpWriter, parse_rtp
+from gateway.legs.rtp import MalformedRtp, RtpWriter, parse_rtp
 
 from .caller_audio import FRAME, RATE, HeardAudio
 
@@ -84,37 +85,28 @@ class LightMedia:
 
     def attach(self, transceiver: RTCRtpTransceiver) -> None:
         """Before the offer: the transceiver's connect-time ``send``/``receive`` start this
-        instead of aiortc's RTP and RTCP tasks (so aiortc's ``stop()`` of either is a no-op)."""
-        sender, receiver = transceiver.sender, transceiver.receiver
+        instead of aiortc's RTP and RTCP tasks (as for the gateway's owned datapath)."""
+        take_over(transceiver, self._on_send, self._on_receive)
 
-        async def send(parameters: Any) -> None:
-            self._ssrc = int(sender._ssrc)
-            self._cname = str(parameters.rtcp.cname or "")
-            mid_id = next((e.id for e in parameters.headerExtensions if e.uri == MID_URI), None)
-            ext = [(mid_id, str(parameters.muxId).encode())] \
-                if mid_id is not None and parameters.muxId else []
-            self._writer = RtpWriter(parameters.codecs[0].payloadType, self._ssrc,
-                                     seq=random.getrandbits(16), extensions=ext)
-            self.tx = SenderStats(self._ssrc)
-            self._start(sender.transport)
+    def _on_send(self, out: Outgoing, dtls: Any) -> None:
+        self._ssrc, self._cname, self._writer = out.writer.ssrc, out.cname, out.writer
+        self.tx = SenderStats(self._ssrc)
+        self._start(dtls)
 
-        async def receive(parameters: Any) -> None:
-            self._ssrc = self._ssrc or int(sender._ssrc)
-            self._rx_pts = frozenset(c.payloadType for c in parameters.codecs)
-            self._start(receiver.transport)
-
-        setattr(sender, "send", send)  # noqa: B010  # shadowing a method on purpose
-        setattr(receiver, "receive", receive)  # noqa: B010
+    def _on_receive(self, own_ssrc: int, payload_types: frozenset[int], dtls: Any) -> None:
+        self._ssrc = self._ssrc or own_ssrc
+        self._rx_pts = payload_types
+        self._start(dtls)
 
     def _start(self, dtls: Any) -> None:
         if self.running:
             return
-        conn = dtls.transport._connection  # the aioice Connection under the ICE transport
-        pair = conn._nominated.get(1)
-        if pair is None or dtls._rx_srtp is None:
+        sel = selected_pair(dtls)
+        if sel is None:
             raise RuntimeError("light caller: no selected pair or SRTP keys at connect")
+        conn, pair = sel.connection, sel.pair
         self._conn = conn
-        self._rx_srtp, self._tx_srtp = dtls._rx_srtp, dtls._tx_srtp
+        self._rx_srtp, self._tx_srtp = sel.rx_srtp, sel.tx_srtp
         self._sendto, self._addr = pair.protocol.transport.sendto, pair.remote_addr
         self._aiortc_datagram = conn.data_received
         conn.data_received = self._on_datagram

@@ -37,6 +37,7 @@ import pylibsrtp
 from aiortc import RTCRtpTransceiver
 
 from ..audio.formats import FRAME_MS
+from .handoff import Outgoing, selected_pair, take_over
 from .inbound import InboundOpus
 from .media_clock import MediaClock, media_clock
 from .opus_out import RTP_RATE, VoiceOpusEncoder
@@ -54,7 +55,7 @@ from .rtcp import (
     build_sdes,
     parse_rtcp,
 )
-from .rtp import MID_URI, MalformedRtp, OpusRtp, RtpWriter, parse_rtp
+from .rtp import MalformedRtp, OpusRtp, RtpWriter, parse_rtp
 from .tracks import FrameObserver
 
 log = logging.getLogger("gateway.webrtc")
@@ -110,48 +111,37 @@ class OwnedDatapath:
 
     def attach(self, transceiver: RTCRtpTransceiver) -> None:
         """Make the transceiver's connect-time ``send``/``receive`` start this datapath
-        instead of aiortc's (instance attributes shadow the methods; aiortc's ``stop()`` of
-        either is then a no-op, as neither was started)."""
-        sender, receiver = transceiver.sender, transceiver.receiver
+        instead of aiortc's (:func:`~gateway.legs.handoff.take_over`)."""
+        take_over(transceiver, self._on_send, self._on_receive)
 
-        async def send(parameters: Any) -> None:
-            self._own_ssrc = int(sender._ssrc)
-            self._cname = str(parameters.rtcp.cname or "")
-            mid_id = next((e.id for e in parameters.headerExtensions if e.uri == MID_URI), None)
-            ext = [(mid_id, str(parameters.muxId).encode())] \
-                if mid_id is not None and parameters.muxId else []
-            self._writer = RtpWriter(parameters.codecs[0].payloadType, self._own_ssrc,
-                                     seq=random.getrandbits(16), extensions=ext)
-            self.tx = SenderStats(self._own_ssrc)
-            self._start(sender.transport)
+    def _on_send(self, out: Outgoing, dtls: Any) -> None:
+        self._own_ssrc, self._cname, self._writer = out.writer.ssrc, out.cname, out.writer
+        self.tx = SenderStats(self._own_ssrc)
+        self._start(dtls)
 
-        async def receive(parameters: Any) -> None:
-            self._own_ssrc = self._own_ssrc or int(sender._ssrc)
-            self._rx_pts = frozenset(c.payloadType for c in parameters.codecs)
-            self._start(receiver.transport)
-
-        setattr(sender, "send", send)  # noqa: B010  # shadowing a method on purpose
-        setattr(receiver, "receive", receive)  # noqa: B010
+    def _on_receive(self, own_ssrc: int, payload_types: frozenset[int], dtls: Any) -> None:
+        self._own_ssrc = self._own_ssrc or own_ssrc
+        self._rx_pts = payload_types
+        self._start(dtls)
 
     def _start(self, dtls: Any) -> None:
         if self.running:
             return
-        conn = dtls.transport._connection  # the aioice Connection under the ICE transport
-        pair = conn._nominated.get(1)
-        if pair is None or dtls._rx_srtp is None:
+        sel = selected_pair(dtls)
+        if sel is None:
             log.warning("owned datapath: no selected pair or SRTP keys at connect; no media")
             return
-        self._dtls, self._conn = dtls, conn
-        self._rx_srtp, self._tx_srtp = dtls._rx_srtp, dtls._tx_srtp
+        self._dtls, self._conn = dtls, sel.connection
+        self._rx_srtp, self._tx_srtp = sel.rx_srtp, sel.tx_srtp
         # The pair's protocol sends with its transport's sendto (a socket, or aioice's TURN
         # transport, which frames for the relay itself): synchronous either way.
-        transport = pair.protocol.transport
-        self._sendto, self._addr = transport.sendto, pair.remote_addr
+        transport = sel.pair.protocol.transport
+        self._sendto, self._addr = transport.sendto, sel.pair.remote_addr
         # A closed asyncio/uvloop transport does not raise on sendto: it logs a warning per
         # datagram. Its is_closing() is how a send learns the socket has gone.
         self._closing = getattr(transport, "is_closing", _never)
-        self._aiortc_datagram = conn.data_received
-        conn.data_received = self._on_datagram
+        self._aiortc_datagram = sel.connection.data_received
+        sel.connection.data_received = self._on_datagram
         self.running = True
         if self._clock is None:
             self._clock = media_clock()
