@@ -215,14 +215,18 @@ class WhisperModel:
             stretched = stretch(samples, d.stretch)
             audios = [samples, stretched] if d.stretch_both else [stretched]
         hyps: list[tuple[str, float, int]] = []
-        for audio in audios:
+        no_speech = 0.0
+        for i, audio in enumerate(audios):
             mel = log_mel(audio, min_frames=d.min_frames, denoise_noise=d.denoise,
                           preemphasis=d.preemphasis, wiener_floor=d.wiener)
             features = ctranslate2.StorageView.from_array(mel[None])
-            found, no_speech = self._generate(
+            found, audio_no_speech = self._generate(
                 features, max_tokens, beam_size=d.beam_size,
                 num_hypotheses=max(1, min(d.n_best, d.beam_size)))
             hyps += found
+            if i == 0:
+                # NO_SPEECH was set on audio as heard: that decode (the first) decides
+                no_speech = audio_no_speech
         written, score = self._pick(hyps)
         for temperature in d.fallback:
             if score >= d.fallback_logprob and _gzip_ratio(written) <= d.fallback_ratio:
