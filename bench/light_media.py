@@ -28,107 +28,44 @@ see: aiortc's audio-level extension (the gateway reads none) and separate SR and
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable
 from typing import Any
 
-import pylibsrtp
-from aiortc import RTCRtpTransceiver
-
-from gateway.legs.handoff import Outgoing, selected_pair, take_over
+from gateway.legs.handoff import SelectedPair
 from gateway.legs.media_clock import MediaClock
-from gateway.legs.rtcp import (
-    ReceiverReport,
-    ReceiverStats,
-    ReportBlock,
-    SenderReport,
-    SenderStats,
-    build_bye,
-    build_sdes,
-    parse_rtcp,
-)
-from gateway.legs.rtp import MalformedRtp, RtpWriter, parse_rtp
+from gateway.legs.srtp_session import SrtpSession
 
 from .caller_audio import FRAME, RATE, HeardAudio
 
 
-class LightMedia:
+class LightMedia(SrtpSession):
     """One call's media (a :class:`~gateway.legs.media_clock.ClockSlot`)."""
 
     def __init__(self, heard: HeardAudio, packets: list[bytes], clock: MediaClock) -> None:
+        super().__init__(RATE)
         self.heard = heard
         self._packets = packets
         self._clock = clock
-        self.rx = ReceiverStats(RATE)
-        self.tx: SenderStats | None = None
         self.sent = 0
-        self.srtp_errors = 0
-        self.malformed = 0
-        self.send_errors = 0
-        self.running = False
-        self._writer: RtpWriter | None = None
-        self._ts0 = random.getrandbits(32)
-        self._ssrc = 0
-        self._cname = ""
-        self._rx_pts: frozenset[int] = frozenset()
-        self._rx_srtp: Any = None
-        self._tx_srtp: Any = None
-        self._conn: Any = None
         self._protocol: Any = None
-        self._sendto: Callable[[bytes, tuple[str, int]], None] | None = None
-        self._addr: tuple[str, int] = ("", 0)
-        self._aioice_datagram: Callable[[bytes, tuple[Any, ...]], None] | None = None
-        self._aiortc_datagram: Callable[[bytes, int], None] | None = None
+        self._aioice_datagram: Any = None
 
-    # -- taking over from aiortc ------------------------------------------------------
+    def _not_connected(self) -> None:
+        raise RuntimeError("light caller: no selected pair or SRTP keys at connect")
 
-    def attach(self, transceiver: RTCRtpTransceiver) -> None:
-        """Before the offer: the transceiver's connect-time ``send``/``receive`` start this
-        instead of aiortc's RTP and RTCP tasks (as for the gateway's owned datapath)."""
-        take_over(transceiver, self._on_send, self._on_receive)
-
-    def _on_send(self, out: Outgoing, dtls: Any) -> None:
-        self._ssrc, self._cname, self._writer = out.writer.ssrc, out.cname, out.writer
-        self.tx = SenderStats(self._ssrc)
-        self._start(dtls)
-
-    def _on_receive(self, own_ssrc: int, payload_types: frozenset[int], dtls: Any) -> None:
-        self._ssrc = self._ssrc or own_ssrc
-        self._rx_pts = payload_types
-        self._start(dtls)
-
-    def _start(self, dtls: Any) -> None:
-        if self.running:
-            return
-        sel = selected_pair(dtls)
-        if sel is None:
-            raise RuntimeError("light caller: no selected pair or SRTP keys at connect")
-        conn, pair = sel.connection, sel.pair
-        self._conn = conn
-        self._rx_srtp, self._tx_srtp = sel.rx_srtp, sel.tx_srtp
-        self._sendto, self._addr = pair.protocol.transport.sendto, pair.remote_addr
-        self._aiortc_datagram = conn.data_received
-        conn.data_received = self._on_datagram
+    def _started(self, sel: SelectedPair) -> None:
         # The selected pair's socket: media straight here, the rest to aioice as before.
-        self._protocol = pair.protocol
-        self._aioice_datagram = pair.protocol.datagram_received
-        pair.protocol.datagram_received = self._on_socket
-        self.running = True
+        self._protocol = sel.pair.protocol
+        self._aioice_datagram = sel.pair.protocol.datagram_received
+        sel.pair.protocol.datagram_received = self._on_socket
         self._clock.add(self)
 
     async def stop(self) -> None:
         """Off the clock, a BYE, datagrams back to aioice and aiortc."""
         await self._clock.remove(self)
-        if self.running and self._writer is not None:
-            self._send_rtcp(build_bye(self._ssrc))
-        self.running = False
+        self._hand_back()
         if self._protocol is not None:
             self._protocol.__dict__.pop("datagram_received", None)
             self._protocol = None
-        if self._conn is not None:
-            self._conn.__dict__.pop("data_received", None)
-            self._conn = None
 
     # -- in -----------------------------------------------------------------------------
 
@@ -139,50 +76,8 @@ class LightMedia:
         assert self._aioice_datagram is not None
         self._aioice_datagram(data, addr)
 
-    def _on_datagram(self, data: bytes, component: int) -> None:
-        if not data or not 127 < data[0] < 192:  # DTLS (SCTP, the data channel): aiortc's
-            assert self._aiortc_datagram is not None
-            self._aiortc_datagram(data, component)
-            return
-        if len(data) > 1 and 192 <= data[1] <= 223:
-            self._on_rtcp(data)
-            return
-        try:
-            plain = self._rx_srtp.unprotect(data)
-        except pylibsrtp.Error:
-            self.srtp_errors += 1
-            return
-        try:
-            pt, seq, ts, ssrc, start, end = parse_rtp(plain)
-        except MalformedRtp:
-            self.malformed += 1
-            return
-        if pt not in self._rx_pts:
-            self.malformed += 1
-            return
-        self.rx.on_packet(ssrc, seq, ts, time.monotonic())
-        self.heard.packet(ts, plain[start:end])
-
-    def _on_rtcp(self, data: bytes) -> None:
-        try:
-            plain = self._rx_srtp.unprotect_rtcp(data)
-        except pylibsrtp.Error:
-            self.srtp_errors += 1
-            return
-        now = time.time()
-        for item in parse_rtcp(plain):
-            if isinstance(item, SenderReport):
-                if item.ssrc == self.rx.ssrc:
-                    self.rx.on_sender_report(item.ntp_mid, time.monotonic())
-                self._our_blocks(item.blocks, now)
-            elif isinstance(item, ReceiverReport):
-                self._our_blocks(item.blocks, now)
-
-    def _our_blocks(self, blocks: list[ReportBlock], now: float) -> None:
-        if self.tx is not None:
-            for b in blocks:
-                if b.ssrc == self._ssrc:
-                    self.tx.on_report_block(b, now)
+    def _on_media(self, seq: int, ts: int, payload: bytes) -> None:
+        self.heard.packet(ts, payload)
 
     # -- out ----------------------------------------------------------------------------
 
@@ -206,26 +101,7 @@ class LightMedia:
         self._ts0 += slots * FRAME
 
     def rtcp(self) -> None:
-        if not self.running or self.tx is None:
-            return
-        block = self.rx.report_block(time.monotonic())
-        head = self.tx.sender_report([block] if block is not None else [], time.time(),
-                                     self._ts0 + (self.sent - 1) * FRAME)
-        self._send_rtcp(head + build_sdes(self._ssrc, self._cname))
-
-    def _send_rtcp(self, plain: bytes) -> None:
-        try:
-            self._send(self._tx_srtp.protect_rtcp(plain))
-        except pylibsrtp.Error:
-            self.send_errors += 1
-
-    def _send(self, data: bytes) -> None:
-        assert self._sendto is not None
-        try:
-            self._sendto(data, self._addr)
-        except (OSError, RuntimeError):  # the socket went: the call is closing
-            self.send_errors += 1
-            self.running = False
+        self._report(self._ts0 + (self.sent - 1) * FRAME)
 
     # -- what the driver reads ------------------------------------------------------------
 
