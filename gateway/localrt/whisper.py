@@ -62,6 +62,8 @@ PREEMPHASIS = EngineConfig().asr_preemphasis
 #: n-best rescoring: the beam's hypotheses re-ranked by Whisper's summed log-probability plus
 #: this weight times the domain LM's (``domainlm``); 0 turns it off.
 LM_WEIGHT = EngineConfig().asr_lm_weight
+#: n-best rescoring: added per (spoken) word of a hypothesis; 0 turns it off.
+WORD_BONUS = EngineConfig().asr_word_bonus
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ class Decoding:
     #: (natural-log LM probability added to Whisper's summed token log-probability).
     n_best: int = BEAM_SIZE
     lm_weight: float = LM_WEIGHT
+    word_bonus: float = WORD_BONUS
     #: Front-end: spectral noise reduction before log-mel (measured no better), and
     #: pre-emphasis.
     denoise: bool = False
@@ -135,6 +138,15 @@ def unloop(text: str) -> str:
             i += 1
         n += 1
     return " ".join(words)
+
+
+def rank_score(whisper_total: float, text: str, lm_logprob: float, weight: float,
+               word_bonus: float) -> float:
+    """A hypothesis's score in the n-best ranking: Whisper's summed log-probability, plus the
+    weighted domain LM log-probability, plus a bonus per spoken word (``text``). Both
+    log-probabilities fall with every word, so without the bonus a hypothesis missing a word
+    ("seven one four" for "seven one one four") ranks above the whole one."""
+    return whisper_total + weight * lm_logprob + word_bonus * len(text.split())
 
 
 def _gzip_ratio(text: str) -> float:
@@ -195,8 +207,13 @@ class WhisperModel:
             # Whisper's ranking (mean token log-probability), across both decodes if two
             text, total, n = max(hyps, key=lambda h: h[1] / h[2])
             return text, total / n
-        lm, weight = self._lm, self.decoding.lm_weight
-        text, total, n = max(hyps, key=lambda h: h[1] + weight * lm.logprob(spoken(h[0])))
+        lm, d = self._lm, self.decoding
+
+        def score(h: tuple[str, float, int]) -> float:
+            said = spoken(h[0])
+            return rank_score(h[1], said, lm.logprob(said), d.lm_weight, d.word_bonus)
+
+        text, total, n = max(hyps, key=score)
         return text, total / n
 
     def transcribe(self, samples: npt.NDArray[np.int16]) -> Heard:
