@@ -5,11 +5,15 @@ post-correction) without decoding again.
     python -m bench.wer_nbest dump --cache /tmp/ears-dev.pkl \
         --utterances /tmp/ears-dev-utt.pkl --out /tmp/ears-dev-nbest.pkl [--jitter SEED]
     python -m bench.wer_nbest show --nbest /tmp/ears-dev-nbest.pkl --voices espeak-scot
-    python -m bench.wer_nbest rank --nbest /tmp/ears-dev-nbest.pkl --try lm=0.3 --try lm=0.6
+    python -m bench.wer_nbest rank --nbest /tmp/ears-dev-nbest.pkl --try lm=0.3,bonus=1
+    python -m bench.wer_nbest analyse --nbest /tmp/ears-dev-nbest.pkl --voices espeak-scot
 
 ``dump`` decodes every utterance with the default ``Decoding`` (both decodes) and keeps each
 decode's hypotheses (written text, summed log-probability, tokens) and the no-speech
-probability; ``rank`` re-ranks them as ``WhisperModel._pick`` does, under other settings.
+probability; ``rank`` re-ranks them as ``WhisperModel._pick`` does, under other settings
+(``lm=`` the LM weight, ``bonus=`` the per-word bonus); ``analyse`` sorts the wrong in-domain
+utterances into classes (the right words in the n-best or not, out-of-domain words, digits)
+and counts the word errors by kind.
 """
 
 from __future__ import annotations
@@ -84,11 +88,6 @@ def ranker(spec: str) -> Rank:
     lm = DomainLm(domain_sentences())
     weight = float(opts.get("lm", 0.3))
     bonus = float(opts.get("bonus", 0.0))
-    fix = float(opts.get("fix", -1))
-    unk = float(opts.get("unk", 0.34))
-    from gateway.localrt.vocabfix import VocabFix
-
-    fixer = VocabFix(lm.vocabulary, lm.logprob, fix, unk)
 
     def rank(hyps: Hyps) -> str:
         if not hyps:
@@ -96,37 +95,9 @@ def ranker(spec: str) -> Rank:
 
         def score(h: tuple[str, float, int]) -> float:
             s = spoken(h[0])
-            return h[1] + weight * lm.logprob(s) + bonus * len(s.split())
+            return whisper.rank_score(h[1], s, lm.logprob(s), weight, bonus)
 
-        if "vote" in opts:  # the same words from several hypotheses: their probabilities add
-            import math
-
-            merged: dict[str, list[float]] = {}
-            for w, total, _ in hyps:
-                merged.setdefault(spoken(w), []).append(total)
-
-            def vscore(s: str) -> float:
-                xs = merged[s]
-                top = max(xs)
-                pooled = top + math.log(sum(math.exp(x - top) for x in xs))
-                return pooled + weight * lm.logprob(s) + bonus * len(s.split())
-
-            return whisper.unloop(max(merged, key=vscore))
-        text = whisper.unloop(spoken(max(hyps, key=score)[0]))
-        if fix >= 0:
-            text = fixer.fix(text)
-        if "dig" in opts:  # experiment: more digit-run homophones (what the analysis found)
-            from gateway.localrt import textnorm
-
-            extra = {"free": "three", "tree": "three", "time": "five", "and": "nine",
-                     "i'm": "nine"}
-            saved = dict(textnorm._DIGIT_HOMOPHONES)
-            textnorm._DIGIT_HOMOPHONES.update(
-                {k: v for k, v in extra.items() if k in opts["dig"].split("+")})
-            text = " ".join(textnorm._digit_runs(text.split()))
-            textnorm._DIGIT_HOMOPHONES.clear()
-            textnorm._DIGIT_HOMOPHONES.update(saved)
-        return text
+        return whisper.unloop(spoken(max(hyps, key=score)[0]))
 
     return rank
 
@@ -219,7 +190,7 @@ def analyse(args: argparse.Namespace) -> None:
     voices = args.voices.split(",") if args.voices else None
     classes: Counter[str] = Counter()
     words: Counter[str] = Counter()
-    for voice, cond, dom, ref, per in out:
+    for voice, _cond, dom, ref, per in out:
         if voices and voice not in voices or not dom or len(per) != 1:
             continue
         hyps, ns, _ = per[0]
