@@ -93,9 +93,14 @@ def ranker(spec: str) -> Rank:
         if not hyps:
             return ""
 
+        said = [spoken(h[0]) for h in hyps]
+        echoes = (whisper.prompt_echoes(said, spoken(whisper.DOMAIN_PROMPT))
+                  if "echo" in opts else set())
+
         def score(h: tuple[str, float, int]) -> float:
             s = spoken(h[0])
-            return whisper.rank_score(h[1], s, lm.logprob(s), weight, bonus)
+            drop = -1e9 if said.index(s) in echoes else 0.0
+            return drop + whisper.rank_score(h[1], s, lm.logprob(s), weight, bonus)
 
         return whisper.unloop(spoken(max(hyps, key=score)[0]))
 

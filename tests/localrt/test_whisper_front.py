@@ -14,7 +14,15 @@ from bench.wer_corpus import add_noise, espeak
 from gateway.localrt.domainlm import DomainLm
 from gateway.localrt.logmel import denoise, log_mel
 from gateway.localrt.phrases import domain_sentences
-from gateway.localrt.whisper import Decoding, WhisperModel, rank_score, unloop
+from gateway.localrt.textnorm import spoken
+from gateway.localrt.whisper import (
+    DOMAIN_PROMPT,
+    Decoding,
+    WhisperModel,
+    prompt_echoes,
+    rank_score,
+    unloop,
+)
 
 
 def test_domain_lm_prefers_what_callers_say_and_still_scores_open_words() -> None:
@@ -53,6 +61,18 @@ def test_default_ranking_does_not_favour_a_hypothesis_with_a_word_left_out(
 def test_word_bonus_is_per_spoken_word() -> None:
     assert rank_score(-3.0, "one two three", -10.0, 0.5, 1.0) == pytest.approx(-3 - 5 + 3)
     assert rank_score(-3.0, "", -10.0, 0.5, 1.0) == pytest.approx(-8.0)
+
+
+def test_a_hypothesis_carrying_on_with_the_prompt_is_an_echo() -> None:
+    said = "look up account number four four seven two one"
+    echo = f"{said} book an appointment on thursday at nine fifteen a m"
+    prompt = spoken(DOMAIN_PROMPT)
+    assert prompt_echoes([said, echo, said], prompt) == {1}
+    # the prompt's words said on their own, or a caller's own words after a hypothesis, are
+    # not echoes; nor is a continuation of under three words
+    assert prompt_echoes(["book an appointment on thursday at nine fifteen a m"], prompt) == set()
+    assert prompt_echoes([said, f"{said} for mary johnson"], prompt) == set()
+    assert prompt_echoes([said, f"{said} for john"], prompt) == set()
 
 
 def _tone(seconds: float = 1.0) -> np.ndarray:
