@@ -42,6 +42,11 @@ class EngineConfig:
     #: own ranking) and pre-emphasis before log-mel (0: none). See BENCHMARKS.md
     #: "Recogniser WER", "What was tried".
     asr_lm_weight: float = 0.3
+    #: Whisper: added per word of a hypothesis when the n-best is ranked (0: none). Both
+    #: Whisper's summed log-probability and the LM's fall with every word, so without it the
+    #: ranking favours a digit or a word left out ("seven one four" over "seven one one
+    #: four"); see BENCHMARKS.md "Recogniser WER", round 3.
+    asr_word_bonus: float = 1.0
     asr_preemphasis: float = 0.97
     #: Whisper: Wiener noise reduction before log-mel, as its gain floor (0: off; 0.5 lets
     #: noise down by 6 dB at most), and a second decode of the utterance slowed to this

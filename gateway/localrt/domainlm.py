@@ -35,6 +35,11 @@ class DomainLm:
         self._w3, self._w2, self._w1 = weights
         self._oov = oov_prob
 
+    @property
+    def vocabulary(self) -> frozenset[str]:
+        """The words the domain uses."""
+        return frozenset(self._uni) - {_END}
+
     def logprob(self, text: str) -> float:
         """Natural-log probability of a spoken-form sentence, end marker included."""
         words = [_START, _START, *text.split(), _END]

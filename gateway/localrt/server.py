@@ -162,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="Whisper's beam width (1: greedy)")
     parser.add_argument("--asr-lm-weight", type=float, default=EngineConfig().asr_lm_weight,
                         help="Whisper n-best rescoring by the domain LM (0: off)")
+    parser.add_argument("--asr-word-bonus", type=float,
+                        default=EngineConfig().asr_word_bonus,
+                        help="Whisper n-best rescoring: added per word of a hypothesis "
+                             "(0: none)")
     parser.add_argument("--asr-preemphasis", type=float,
                         default=EngineConfig().asr_preemphasis,
                         help="pre-emphasis before Whisper's log-mel (0: off)")
@@ -177,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(serve(args.host, args.port, EngineConfig(
             output_pace=args.pace, asr=args.asr, asr_beam_size=args.asr_beam,
-            asr_lm_weight=args.asr_lm_weight, asr_preemphasis=args.asr_preemphasis,
+            asr_lm_weight=args.asr_lm_weight, asr_word_bonus=args.asr_word_bonus,
+            asr_preemphasis=args.asr_preemphasis,
             asr_wiener=args.asr_wiener, asr_stretch=args.asr_stretch)))
     except KeyboardInterrupt:
         pass
