@@ -148,31 +148,32 @@ async def serve(host: str, port: int, config: EngineConfig | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
+    defaults = EngineConfig()
     parser = argparse.ArgumentParser(
         prog="python -m gateway localrt",
         description="Offline stand-in for the OpenAI Realtime API (GA dialect) at /v1/realtime.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090, help="0 picks a free port")
-    parser.add_argument("--pace", type=float, default=EngineConfig().output_pace,
+    parser.add_argument("--pace", type=float, default=defaults.output_pace,
                         help="audio leaves at most this many times faster than real time "
                              "(0: unpaced)")
     parser.add_argument("--asr", choices=("whisper", "pocketsphinx"),
-                        default=EngineConfig().asr, help="the recogniser (EngineConfig.asr)")
-    parser.add_argument("--asr-beam", type=int, default=EngineConfig().asr_beam_size,
+                        default=defaults.asr, help="the recogniser (EngineConfig.asr)")
+    parser.add_argument("--asr-beam", type=int, default=defaults.asr_beam_size,
                         help="Whisper's beam width (1: greedy)")
-    parser.add_argument("--asr-lm-weight", type=float, default=EngineConfig().asr_lm_weight,
+    parser.add_argument("--asr-lm-weight", type=float, default=defaults.asr_lm_weight,
                         help="Whisper n-best rescoring by the domain LM (0: off)")
     parser.add_argument("--asr-word-bonus", type=float,
-                        default=EngineConfig().asr_word_bonus,
+                        default=defaults.asr_word_bonus,
                         help="Whisper n-best rescoring: added per word of a hypothesis "
                              "(0: none)")
     parser.add_argument("--asr-preemphasis", type=float,
-                        default=EngineConfig().asr_preemphasis,
+                        default=defaults.asr_preemphasis,
                         help="pre-emphasis before Whisper's log-mel (0: off)")
-    parser.add_argument("--asr-wiener", type=float, default=EngineConfig().asr_wiener,
+    parser.add_argument("--asr-wiener", type=float, default=defaults.asr_wiener,
                         help="Wiener noise reduction before Whisper's log-mel, its gain "
                              "floor (0: off)")
-    parser.add_argument("--asr-stretch", type=float, default=EngineConfig().asr_stretch,
+    parser.add_argument("--asr-stretch", type=float, default=defaults.asr_stretch,
                         help="also decode the utterance slowed to this speed (1: off)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)

@@ -49,21 +49,23 @@ DOMAIN_PROMPT = ("Look up account number three zero four one seven. My phone num
 #: Whisper otherwise "hears" a "Thank you." in them).
 NO_SPEECH = 0.6
 MAX_TOKENS = 96
+#: The engine's settings are the one source of the recogniser's defaults.
+_DEFAULTS = EngineConfig()
 #: Beam width. Measured on the espeak voices (bench/wer.py, BENCHMARKS.md): beam 3 cuts
 #: in-domain WER against greedy for ~30 % more decoder CPU (``EngineConfig.asr_beam_size``).
-BEAM_SIZE = EngineConfig().asr_beam_size  # the engine's setting is the one default
+BEAM_SIZE = _DEFAULTS.asr_beam_size  # the engine's setting is the one default
 #: Without it Whisper base loops on these short utterances (in-domain WER on the espeak
 #: voices 17 % -> 29 % at 1.0); the loop guard below does not catch every loop.
 REPETITION_PENALTY = 1.1
 #: Pre-emphasis of the audio before log-mel (y[n] = x[n] - 0.97 x[n-1]): lifts the
 #: consonants' band, the largest gain on the phone path (bench/wer.py: in-domain 16.6 ->
 #: 13.1 % on the espeak voices' phone cells with rescoring).
-PREEMPHASIS = EngineConfig().asr_preemphasis
+PREEMPHASIS = _DEFAULTS.asr_preemphasis
 #: n-best rescoring: the beam's hypotheses re-ranked by Whisper's summed log-probability plus
 #: this weight times the domain LM's (``domainlm``); 0 turns it off.
-LM_WEIGHT = EngineConfig().asr_lm_weight
+LM_WEIGHT = _DEFAULTS.asr_lm_weight
 #: n-best rescoring: added per (spoken) word of a hypothesis; 0 turns it off.
-WORD_BONUS = EngineConfig().asr_word_bonus
+WORD_BONUS = _DEFAULTS.asr_word_bonus
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +94,11 @@ class Decoding:
     denoise: bool = False
     preemphasis: float = PREEMPHASIS
     #: Wiener noise reduction before log-mel: its gain floor (0: off; see ``wiener``).
-    wiener: float = EngineConfig().asr_wiener
+    wiener: float = _DEFAULTS.asr_wiener
     #: Time-stretch before log-mel (``timestretch``): speed (1: off; 0.85 slows speech to
     #: 1/0.85 of its rate). ``stretch_both``: decode the audio as it is and stretched, the
     #: hypotheses of both ranked together.
-    stretch: float = EngineConfig().asr_stretch
+    stretch: float = _DEFAULTS.asr_stretch
     stretch_both: bool = True
 
 
