@@ -113,7 +113,11 @@ async def _loop_lag(app: web.Application) -> AsyncIterator[None]:
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     registry = await open_registry(config, app[METRICS])  # [registry] backend
-    http = aiohttp.ClientSession()
+    # Every call holds its upstream WebSocket in this session's pool for the call's life;
+    # aiohttp's default pool (100 connections) made call 101 wait for one to close and
+    # fail as `upstream_timeout`. Calls are bounded by `server.max_calls`, tool requests
+    # by their calls' rounds, so the pool itself needs no second bound.
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     # A closed call's cycles collected, pages back to the kernel (unless the operator says no).
     every = config.server.release_sweep_interval_s
     sweeper = ReleaseSweep(min_interval_s=every) if every > 0 else None
