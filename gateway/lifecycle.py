@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import resource
 import signal
 from typing import Any
 
@@ -71,6 +72,35 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+#: File descriptors a live call may hold: its ICE sockets (one per host candidate, IPv4 and
+#: IPv6), the upstream WebSocket, the client's WebSocket or signalling connection, and the
+#: recording's lock, WAV, transcript and Opus files.
+FDS_PER_CALL = 8
+#: Listening sockets, the loop's own descriptors, log files, metrics and console clients.
+FDS_BASE = 256
+
+
+def raise_open_files(max_calls: int) -> tuple[int, int]:
+    """Raise the soft limit on open files to the hard limit (as Go's runtime does), and warn
+    when even that cannot hold ``max_calls`` calls: with Debian's default soft limit of 1024
+    a gateway would otherwise refuse calls with ``EMFILE`` at ~120 calls, below its own
+    ``server.max_calls``. Returns the (soft, hard) limits now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-files limit from %d: %s", soft, exc)
+    need = FDS_BASE + FDS_PER_CALL * max_calls
+    if soft < need:
+        log.warning("open-files limit %d is below the ~%d that server.max_calls = %d needs; "
+                    "calls beyond ~%d will fail (raise `ulimit -n` or LimitNOFILE)", soft,
+                    need, max_calls, max(0, (soft - FDS_BASE) // FDS_PER_CALL))
+    return soft, hard
+
+
 class _RequestHandler(web.RequestHandler):
     """aiohttp's connection handler, answering requests it cannot parse (a header line over
     8 KiB, too many headers, garbage) in OpenAI's JSON error shape, logged at info: a bad
@@ -123,6 +153,7 @@ def make_runner(app: web.Application, config: Config, **kwargs: Any) -> web.AppR
 
 
 async def serve(app: web.Application, config: Config) -> int:
+    raise_open_files(config.server.max_calls)
     runner = make_runner(app, config, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port,
