@@ -281,7 +281,7 @@ class MediaConfig:
     #: Keep the private host candidates in answers (at a lower priority) next to announced ones.
     announce_private: bool = True
     #: STUN/TURN servers (tables: urls, username + credential | credential_env |
-    #: turn_secret_env + turn_ttl_s), parsed by gateway.legs.ice.parse_ice_servers.
+    #: turn_secret_env + turn_ttl_s), parsed by gateway.legs.ice_servers.parse_ice_servers.
     #: May hold a credential: kept out of the config's repr.
     ice_servers: Sequence[Mapping[str, Any]] = field(default=(), repr=False)
     #: Who carries RTP/RTCP once ICE + DTLS are up: "owned" (the default:

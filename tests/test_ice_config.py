@@ -23,15 +23,10 @@ from aiortc.sdp import SessionDescription
 
 from gateway.api.appkeys import CALLS, FACTORY, METRICS
 from gateway.config import MediaConfig
-from gateway.legs.ice import (
-    MediaNetwork,
-    PortAllocator,
-    PortRangeExhausted,
-    _connections,
-    parse_ice_servers,
-    rewrite_answer_sdp,
-    turn_rest_credentials,
-)
+from gateway.legs.announce import rewrite_answer_sdp
+from gateway.legs.ice import MediaNetwork, _connections
+from gateway.legs.ice_servers import parse_ice_servers, turn_rest_credentials
+from gateway.legs.media_ports import PortAllocator, PortRangeExhausted
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import API_KEY, Gateway, running_gateway
 from tests.peers import ClientPeer, PcmSourceTrack, tone

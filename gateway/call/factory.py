@@ -17,7 +17,8 @@ from gateway.config import Config, Profile
 from gateway.errors import ApiError
 from gateway.ids import new_id
 from gateway.legs.base import Leg
-from gateway.legs.ice import PORTS_EXHAUSTED, MediaNetwork
+from gateway.legs.ice import MediaNetwork
+from gateway.legs.media_ports import PORTS_EXHAUSTED
 from gateway.legs.webrtc import WebRtcLeg
 from gateway.legs.websocket import WebSocketLeg
 from gateway.obs.metrics import Metrics, bounded
