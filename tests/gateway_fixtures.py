@@ -6,6 +6,7 @@ import contextlib
 import os
 import pathlib
 import shutil
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,20 @@ from gateway.lifecycle import make_runner
 
 API_KEY = "sk-gw-test-key"
 ADMIN = "admin-test-token"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def process_env(upstream_url: str, port: int, **settings: str) -> dict[str, str]:
+    """The environment of a gateway run as its own process (``python -m gateway serve``)."""
+    return dict(os.environ, GATEWAY_API_KEYS=API_KEY, GATEWAY_TOKEN_SECRET="s",
+                GATEWAY_UPSTREAM_URL=upstream_url, OPENAI_API_KEY="sk-x",
+                GATEWAY_PORT=str(port), **settings)
 
 
 @dataclass

@@ -7,7 +7,6 @@ the gateway is configured too (``s3_access_key_env`` / ``s3_secret_key_env``).
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -20,14 +19,10 @@ from aiohttp import web
 from moto.server import ThreadedMotoServer
 from yarl import URL
 
+from tests.gateway_fixtures import free_port
+
 KEY_ENV, SECRET_ENV = "TEST_S3_KEY_ID", "TEST_S3_SECRET"
 KEY_ID, SECRET = "testing-key", "testing-secret-7f3a9c"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def set_credentials(monkeypatch: pytest.MonkeyPatch) -> None:

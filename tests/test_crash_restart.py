@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_fixtures import API_KEY
-from tests.test_drain import free_port
+from tests.gateway_fixtures import API_KEY, free_port
 from tests.waiting import until, until_ready
 
 ROOT = Path(__file__).resolve().parent.parent

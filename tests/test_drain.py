@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import sys
 
 import aiohttp
 
 from tests.fake_upstream import running_fake
-from tests.gateway_fixtures import API_KEY
+from tests.gateway_fixtures import API_KEY, free_port, process_env
 from tests.peers import ClientPeer, PcmSourceTrack, tone
 from tests.waiting import until_ready
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_sigterm_drains_live_call_then_exits_zero() -> None:
     async with running_fake() as (fake, url):
         port = free_port()
-        env = dict(os.environ, GATEWAY_API_KEYS=API_KEY, GATEWAY_TOKEN_SECRET="s",
-                   GATEWAY_UPSTREAM_URL=url, OPENAI_API_KEY="sk-x", GATEWAY_PORT=str(port),
-                   GATEWAY_SERVER_DRAIN_TIMEOUT_S="1.5", GATEWAY_RECORDING_ENABLED="false")
+        env = process_env(url, port, GATEWAY_SERVER_DRAIN_TIMEOUT_S="1.5",
+                          GATEWAY_RECORDING_ENABLED="false")
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway", "serve", env=env,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)

@@ -34,7 +34,7 @@ from gateway.app import make_app
 from gateway.cluster.redis_registry import LostCallReporter, RedisRegistry, RegistryStartError
 from gateway.cluster.redis_registry import open_registry as open_reg
 from tests.fake_upstream import running_fake
-from tests.gateway_fixtures import ADMIN, API_KEY, Gateway
+from tests.gateway_fixtures import ADMIN, API_KEY, Gateway, free_port
 from tests.peers import ClientPeer, PcmSourceTrack, tone
 from tests.waiting import until
 
@@ -43,12 +43,6 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 HAVE_REDIS = os.path.exists(REDIS_SERVER)
 KEY = {"Authorization": f"Bearer {API_KEY}"}
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fixed_port() -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import resource
 import sys
 from pathlib import Path
@@ -13,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_upstream import running_fake
-from tests.gateway_fixtures import API_KEY
-from tests.test_drain import free_port
+from tests.gateway_fixtures import free_port, process_env
 from tests.waiting import until_ready
 
 LOW = 256
@@ -38,9 +36,8 @@ async def test_serve_raises_a_low_soft_limit_to_the_hard_one() -> None:
     assert hard > LOW, "the test needs a hard limit above its low soft one"
     async with running_fake() as (_fake, url):
         port = free_port()
-        env = dict(os.environ, GATEWAY_API_KEYS=API_KEY, GATEWAY_TOKEN_SECRET="s",
-                   GATEWAY_UPSTREAM_URL=url, OPENAI_API_KEY="sk-x", GATEWAY_PORT=str(port),
-                   GATEWAY_RECORDING_ENABLED="false", GATEWAY_SERVER_MAX_CALLS="400")
+        env = process_env(url, port, GATEWAY_RECORDING_ENABLED="false",
+                          GATEWAY_SERVER_MAX_CALLS="400")
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway", "serve", env=env, preexec_fn=_low_soft_limit,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)

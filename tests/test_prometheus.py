@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -35,7 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.api.appkeys import CALLS
 from tests.fake_upstream import FakeUpstream, running_fake
-from tests.gateway_fixtures import running_gateway
+from tests.gateway_fixtures import free_port, running_gateway
 from tests.peers import FRAME, RATE, ClientPeer, PcmSourceTrack
 from tests.waiting import until
 
@@ -180,12 +179,6 @@ def test_shipped_scrape_config_is_valid() -> None:
 
 
 # -- Prometheus -----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

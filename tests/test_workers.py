@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
 import sys
@@ -15,8 +14,7 @@ import websockets
 
 from gateway.cluster.workers import internal_port
 from tests.fake_upstream import running_fake
-from tests.gateway_fixtures import ADMIN, API_KEY
-from tests.test_drain import free_port
+from tests.gateway_fixtures import ADMIN, API_KEY, free_port, process_env
 from tests.waiting import until_ready
 
 
@@ -24,10 +22,9 @@ from tests.waiting import until_ready
 async def test_two_workers_share_one_port_and_their_calls(tmp_path: object) -> None:
     async with running_fake() as (fake, url):
         port = free_port()
-        env = dict(os.environ, GATEWAY_API_KEYS=API_KEY, GATEWAY_TOKEN_SECRET="s",
-                   GATEWAY_ADMIN_TOKEN=ADMIN, GATEWAY_UPSTREAM_URL=url, OPENAI_API_KEY="sk-x",
-                   GATEWAY_PORT=str(port), GATEWAY_RECORDINGS_DIR=str(tmp_path),
-                   GATEWAY_SERVER_DRAIN_TIMEOUT_S="1")
+        env = process_env(url, port, GATEWAY_ADMIN_TOKEN=ADMIN,
+                          GATEWAY_RECORDINGS_DIR=str(tmp_path),
+                          GATEWAY_SERVER_DRAIN_TIMEOUT_S="1")
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway", "serve", "--workers", "2", env=env,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
