@@ -99,7 +99,8 @@ def dump(args: argparse.Namespace) -> None:
     for n, ((item, samples), (voice, cond, dom, ref, per)) in enumerate(zip(utts, nbest,
                                                                            strict=True)):
         assert item.reference == ref
-        if voice.startswith("piper") or (args.voices and voice not in args.voices.split(",")):
+        if (voice.startswith("piper") and not args.piper) or \
+                (args.voices and voice not in args.voices.split(",")):
             continue
         recs: list[dict[str, Any] | None] = []
         for s, (hyps, ns, _) in zip(samples, per, strict=True):
@@ -190,7 +191,11 @@ def choose(rec: Any, opts: dict[str, str], lm: Any, cost: list[int] | None = Non
     cands = rec["cands"][:limit] if rounds >= 1 else []
     nparents = int(opts.get("parents", 2))
     kept = 0
+    said = [spoken(h[0]) for h in hyps]
+    guard = opts.get("again", "1") == "1"
     for c, p, v in cands:
+        if guard and whisper.says_again(spoken(c), said):
+            continue
         if kind(spoken(texts[p]), spoken(c)) not in kinds or \
                 p not in rec["parents"][:nparents] or kept >= int(opts.get("n", 99)):
             continue
@@ -247,7 +252,7 @@ def rank(args: argparse.Namespace) -> None:
                 by[c].append(x)
         conds = " ".join(f"{c} {statistics.mean(x) * 100:.1f}" for c, x in by.items())
         print(f"{spec:36} domain {statistics.mean(dom) * 100:5.2f} open "
-              f"{statistics.mean(opn) * 100:5.2f} scot+carib {statistics.mean(sc) * 100:5.2f}"
+              f"{statistics.mean(opn) * 100:5.2f} scot+carib {statistics.mean(sc or [0.0]) * 100:5.2f}"
               f" cells<=15 {ok}/25 fixed {fixed} broken {broke} forced mean "
               f"{statistics.mean(cost):.1f} p50 {sorted(cost)[len(cost) // 2]} | {conds}",
               flush=True)
@@ -277,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit2", type=int, default=20)
     parser.add_argument("--show", action="store_true")
     parser.add_argument("--voices")
+    parser.add_argument("--piper", action="store_true", help="the engine's own voice too")
     parser.add_argument("--try", dest="tries", action="append", default=[])
     args = parser.parse_args(argv)
     {"dump": dump, "rank": rank, "cpu": cpu}[args.what](args)

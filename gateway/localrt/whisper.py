@@ -179,6 +179,21 @@ def prompt_echoes(texts: list[str], prompt: str, least: int = 3) -> set[int]:
     return out
 
 
+def says_again(text: str, others: list[str], least: int = 3) -> bool:
+    """Whether ``text`` (spoken form) is one of ``others`` followed by ``least`` or more of
+    its own words again: the sentence said a second time ("book an appointment on friday
+    ... jane doe book an appointment on friday ..."), which the beam keeps as a runner-up
+    and a candidate completing it must not turn into the winner."""
+    words = text.split()
+    for other in others:
+        head = other.split()
+        tail = words[len(head):]
+        if head and len(tail) >= least and words[:len(head)] == head and \
+                f" {' '.join(tail)} " in f" {other} ":
+            return True
+    return False
+
+
 def _gzip_ratio(text: str) -> float:
     raw = text.encode()
     return len(raw) / max(1, len(zlib.compress(raw)))
@@ -244,7 +259,8 @@ class WhisperModel:
         found: list[tuple[str, int]] = []
         for p in parents:
             for text in candidates(hyps[p][0], lm, self._vocabulary, k=d.expand_k):
-                if text not in seen and len(found) < d.expand:
+                if text not in seen and len(found) < d.expand and \
+                        not says_again(spoken(text), said):
                     seen.add(text)
                     found.append((text, p))
         out = []

@@ -21,6 +21,7 @@ from gateway.localrt.whisper import (
     WhisperModel,
     prompt_echoes,
     rank_score,
+    says_again,
     unloop,
 )
 
@@ -177,3 +178,12 @@ def test_expansion_scores_sentences_the_beam_never_reached_by_teacher_forcing() 
     assert out[right] > out["Look up account number two one three three eight."]
     off = WhisperModel(1, replace(Decoding(), expand=0))
     assert model.transcribe(audio).text == off.transcribe(audio).text == text
+
+
+def test_a_candidate_saying_the_sentence_again_is_recognised() -> None:
+    said = "book an appointment on friday at ten thirty for jane doe"
+    assert says_again(f"{said} book an appointment on friday at ten thirty", [said])
+    assert says_again(f"{said} {said}", [said, "book an appointment"])
+    assert not says_again(f"{said} thanks bye", [said])
+    assert not says_again(said, [said])
+    assert not says_again("one two three one two", ["one two three"])  # two words: a number
