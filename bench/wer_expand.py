@@ -252,7 +252,8 @@ def rank(args: argparse.Namespace) -> None:
                 by[c].append(x)
         conds = " ".join(f"{c} {statistics.mean(x) * 100:.1f}" for c, x in by.items())
         print(f"{spec:36} domain {statistics.mean(dom) * 100:5.2f} open "
-              f"{statistics.mean(opn) * 100:5.2f} scot+carib {statistics.mean(sc or [0.0]) * 100:5.2f}"
+              f"{statistics.mean(opn) * 100:5.2f} scot+carib "
+              f"{statistics.mean(sc or [0.0]) * 100:5.2f}"
               f" cells<=15 {ok}/25 fixed {fixed} broken {broke} forced mean "
               f"{statistics.mean(cost):.1f} p50 {sorted(cost)[len(cost) // 2]} | {conds}",
               flush=True)
