@@ -39,21 +39,25 @@ RESULTS = ROOT / "bench" / "results" / "wer.json"
 #: name -> EngineConfig fields that differ from the defaults (each is also a server flag)
 BACKENDS: dict[str, dict[str, Any]] = {
     "whisper": {},
-    # the default before the dev/test round (no Wiener filter, no stretched second decode)
+    # the default before round 4 (no candidate expansion scored by teacher forcing)
+    "whisper-prev3": {"asr_expand": 0},
     # the default before round 3 (no per-word bonus in the n-best ranking)
-    "whisper-prev2": {"asr_word_bonus": 0.0},
-    "whisper-prev": {"asr_wiener": 0.0, "asr_stretch": 1.0, "asr_word_bonus": 0.0},
+    "whisper-prev2": {"asr_word_bonus": 0.0, "asr_expand": 0},
+    # the default before the dev/test round (no Wiener filter, no stretched second decode)
+    "whisper-prev": {"asr_wiener": 0.0, "asr_stretch": 1.0, "asr_word_bonus": 0.0,
+                     "asr_expand": 0},
     # the Wiener filter without the stretched second decode (half the decoder CPU)
-    "whisper-wiener": {"asr_stretch": 1.0, "asr_word_bonus": 0.0},
+    "whisper-wiener": {"asr_stretch": 1.0, "asr_word_bonus": 0.0, "asr_expand": 0},
     # before rescoring and pre-emphasis (the "previous default" of the round before)
     "whisper-norescore": {"asr_lm_weight": 0.0, "asr_preemphasis": 0.0, "asr_wiener": 0.0,
-                          "asr_stretch": 1.0, "asr_word_bonus": 0.0},
+                          "asr_stretch": 1.0, "asr_word_bonus": 0.0, "asr_expand": 0},
     "whisper-greedy": {"asr_beam_size": 1, "asr_lm_weight": 0.0, "asr_wiener": 0.0,
-                       "asr_stretch": 1.0, "asr_word_bonus": 0.0},
+                       "asr_stretch": 1.0, "asr_word_bonus": 0.0, "asr_expand": 0},
     "pocketsphinx": {"asr": "pocketsphinx"}}
 _FLAGS = {"asr": "--asr", "asr_beam_size": "--asr-beam", "asr_lm_weight": "--asr-lm-weight",
           "asr_preemphasis": "--asr-preemphasis", "asr_wiener": "--asr-wiener",
-          "asr_stretch": "--asr-stretch", "asr_word_bonus": "--asr-word-bonus"}
+          "asr_stretch": "--asr-stretch", "asr_word_bonus": "--asr-word-bonus",
+          "asr_expand": "--asr-expand"}
 
 
 def rss_mb() -> float:

@@ -54,6 +54,11 @@ class EngineConfig:
     #: "Recogniser WER", the dev/test round.
     asr_wiener: float = 0.5
     asr_stretch: float = 0.85
+    #: Whisper: candidate sentences near the two best hypotheses (an out-of-domain word
+    #: replaced by what the domain LM expects there, a digit of a run said twice), at most
+    #: this many, scored by teacher forcing and ranked with the beam's (0: off). See
+    #: BENCHMARKS.md "Recogniser WER", round 4.
+    asr_expand: int = 12
     #: pocketsphinx: generic-LM decoders (~90 MB each) streaming alongside the domain
     #: decoder, one per speaker talking at the same moment; past that, low-scoring turns
     #: are re-decoded.

@@ -53,3 +53,21 @@ class DomainLm:
                 p += self._w3 * self._tri[(a, b, c)] / self._ctx2[(a, b)]
             total += math.log(max(p, self._oov))
         return total
+
+    def likely_next(self, before: list[str], k: int) -> list[str]:
+        """The ``k`` words the model finds likeliest after ``before`` (spoken words, the last
+        two count; fewer at a sentence's start), most likely first; the end marker is not a
+        word and is never returned."""
+        a, b = ([_START, _START, *before])[-2:]
+        scores = []
+        for c in self._uni:
+            if c == _END:
+                continue
+            p = self._w1 * self._uni[c] / self._total
+            if self._ctx1[b]:
+                p += self._w2 * self._bi[(b, c)] / self._ctx1[b]
+            if self._ctx2[(a, b)]:
+                p += self._w3 * self._tri[(a, b, c)] / self._ctx2[(a, b)]
+            scores.append((-p, c))
+        scores.sort()
+        return [c for _, c in scores[:k]]

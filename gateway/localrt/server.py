@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                              "floor (0: off)")
     parser.add_argument("--asr-stretch", type=float, default=defaults.asr_stretch,
                         help="also decode the utterance slowed to this speed (1: off)")
+    parser.add_argument("--asr-expand", type=int, default=defaults.asr_expand,
+                        help="Whisper: at most this many candidate sentences near the best "
+                             "hypotheses, scored by teacher forcing (0: off)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
@@ -184,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             output_pace=args.pace, asr=args.asr, asr_beam_size=args.asr_beam,
             asr_lm_weight=args.asr_lm_weight, asr_word_bonus=args.asr_word_bonus,
             asr_preemphasis=args.asr_preemphasis,
-            asr_wiener=args.asr_wiener, asr_stretch=args.asr_stretch)))
+            asr_wiener=args.asr_wiener, asr_stretch=args.asr_stretch,
+            asr_expand=args.asr_expand)))
     except KeyboardInterrupt:
         pass
     return 0

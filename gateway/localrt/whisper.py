@@ -12,6 +12,9 @@ decoded twice, as heard and slowed to 0.85 of its speed (``timestretch``), and t
 hypotheses are re-ranked together with the domain's word trigram model (``domainlm``) added
 to Whisper's own score: "nine a m" over "nine iam", "five five five" over "five time". Open
 sentences pay a bounded cost per unknown word and still win when Whisper is sure of them.
+Sentences the beam never reached compete too: a few near the two best (``expand``: an
+out-of-domain word replaced by what the LM expects there, a digit of a run said twice),
+each scored by teacher forcing on the same encoder output (``Whisper.align``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import logging
+import math
 import time
 import zlib
 from dataclasses import dataclass
@@ -100,6 +104,11 @@ class Decoding:
     #: hypotheses of both ranked together.
     stretch: float = _DEFAULTS.asr_stretch
     stretch_both: bool = True
+    #: Candidate expansion (``expand``): at most this many sentences near the two best
+    #: hypotheses scored by teacher forcing and ranked with the beam's (0: off), and the
+    #: domain LM's likeliest words tried for each out-of-domain word.
+    expand: int = _DEFAULTS.asr_expand
+    expand_k: int = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +179,21 @@ def prompt_echoes(texts: list[str], prompt: str, least: int = 3) -> set[int]:
     return out
 
 
+def says_again(text: str, others: list[str], least: int = 3) -> bool:
+    """Whether ``text`` (spoken form) is one of ``others`` followed by ``least`` or more of
+    its own words again: the sentence said a second time ("book an appointment on friday
+    ... jane doe book an appointment on friday ..."), which the beam keeps as a runner-up
+    and a candidate completing it must not turn into the winner."""
+    words = text.split()
+    for other in others:
+        head = other.split()
+        tail = words[len(head):]
+        if head and len(tail) >= least and words[:len(head)] == head and \
+                f" {' '.join(tail)} " in f" {other} ":
+            return True
+    return False
+
+
 def _gzip_ratio(text: str) -> float:
     raw = text.encode()
     return len(raw) / max(1, len(zlib.compress(raw)))
@@ -198,12 +222,64 @@ class WhisperModel:
         self.prompt = context + start
         self._prompt_said = spoken(d.prompt or "")
         self._lm: DomainLm | None = None
+        self._vocabulary: frozenset[str] = frozenset()
         if d.n_best > 1 and d.lm_weight > 0:
             from .phrases import domain_sentences
 
             self._lm = DomainLm(domain_sentences())
+            self._vocabulary = self._lm.vocabulary
+        self._ids = {t: i for i, t in enumerate(json.loads(_data_file("vocabulary.json")))}
+        #: teacher forcing starts without the prompt: ~4x cheaper, and only differences
+        #: between a candidate and its parent are used
+        self._start = [self._ids[t] for t in start]
         log.info("whisper base loaded in %.2f s (%s, prompt %d tokens)",
                  time.perf_counter() - t0, compute_type, len(context))
+
+    def _expand(self, hyps: list[tuple[str, float, int]], audio_of: list[int],
+                 encoded: list[tuple[Any, int]]) -> list[tuple[str, float, int]]:
+        """Candidates near the two best hypotheses (``expand``), each scored as its parent's
+        beam score plus the difference teacher forcing (``Whisper.align``, on the parent's
+        audio) finds between the candidate and the parent: Whisper's verdict on sentences
+        its beam never reached. Returned as hypotheses (text, summed log-probability,
+        tokens) to rank with the beam's."""
+        import ctranslate2
+
+        from .expand import candidates
+
+        lm, d = self._lm, self.decoding
+        assert lm is not None
+        said = [spoken(h[0]) for h in hyps]
+        order = sorted(range(len(hyps)), key=lambda i: -rank_score(
+            hyps[i][1], said[i], lm.logprob(said[i]), d.lm_weight, d.word_bonus))
+        parents: list[int] = []
+        for i in order:
+            if len(parents) < 2 and said[i] not in {said[p] for p in parents}:
+                parents.append(i)
+        seen = {h[0] for h in hyps}
+        found: list[tuple[str, int]] = []
+        for p in parents:
+            for text in candidates(hyps[p][0], lm, self._vocabulary, k=d.expand_k):
+                if text not in seen and len(found) < d.expand and \
+                        not says_again(spoken(text), said):
+                    seen.add(text)
+                    found.append((text, p))
+        out = []
+        for a, (enc, frames) in enumerate(encoded):
+            mine = [p for p in parents if audio_of[p] == a]
+            theirs = [(t, p) for t, p in found if audio_of[p] == a]
+            if not theirs:
+                continue
+            texts = [hyps[p][0] for p in mine] + [t for t, _ in theirs]
+            tokens = [[self._ids[t] for t in self._bpe.encode(" " + x)] for x in texts]
+            batch = ctranslate2.StorageView.from_array(
+                np.ascontiguousarray(np.repeat(enc, len(texts), axis=0)))
+            forced = [sum(math.log(max(p, 1e-30)) for p in r.text_token_probs)
+                      for r in self._model.align(batch, self._start, tokens, frames)]
+            base = dict(zip(mine, forced, strict=False))
+            for (text, p), score, toks in zip(theirs, forced[len(mine):],
+                                             tokens[len(mine):], strict=True):
+                out.append((text, hyps[p][1] + score - base[p], len(toks) + 1))
+        return out
 
     def _generate(self, features: Any, max_tokens: int, **kwargs: Any
                   ) -> tuple[list[tuple[str, float, int]], float]:
@@ -257,18 +333,29 @@ class WhisperModel:
             stretched = stretch(samples, d.stretch)
             audios = [samples, stretched] if d.stretch_both else [stretched]
         hyps: list[tuple[str, float, int]] = []
+        audio_of: list[int] = []
+        encoded: list[tuple[Any, int]] = []
         no_speech = 0.0
+        expand = d.expand > 0 and self._lm is not None
         for i, audio in enumerate(audios):
             mel = log_mel(audio, min_frames=d.min_frames, denoise_noise=d.denoise,
                           preemphasis=d.preemphasis, wiener_floor=d.wiener)
             features = ctranslate2.StorageView.from_array(mel[None])
+            if expand:
+                # encoded once, for the beam and for teacher forcing (same hypotheses as
+                # generate on the log-mel)
+                features = self._model.encode(features, to_cpu=True)
+                encoded.append((np.asarray(features), mel.shape[-1]))
             found, audio_no_speech = self._generate(
                 features, max_tokens, beam_size=d.beam_size,
                 num_hypotheses=max(1, min(d.n_best, d.beam_size)))
             hyps += found
+            audio_of += [i] * len(found)
             if i == 0:
                 # NO_SPEECH was set on audio as heard: that decode (the first) decides
                 no_speech = audio_no_speech
+        if expand and hyps and no_speech <= NO_SPEECH:
+            hyps += self._expand(hyps, audio_of, encoded)
         written, score = self._pick(hyps)
         for temperature in d.fallback:
             if score >= d.fallback_logprob and _gzip_ratio(written) <= d.fallback_ratio:

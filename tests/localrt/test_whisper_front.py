@@ -21,6 +21,7 @@ from gateway.localrt.whisper import (
     WhisperModel,
     prompt_echoes,
     rank_score,
+    says_again,
     unloop,
 )
 
@@ -129,7 +130,8 @@ def test_unloop_collapses_whispers_loops_only(heard: str, kept: str) -> None:
 def test_the_stretched_second_decode_runs_on_slower_audio_and_keeps_a_clear_utterance() -> None:
     text = "schedule an appointment for tuesday at ten thirty"
     audio = espeak(text, "en-us", 165)
-    model = WhisperModel(1, replace(Decoding(), stretch=0.85, stretch_both=True))
+    # expand=0: the decodes then read the log-mel itself (with expansion, its encoder output)
+    model = WhisperModel(1, replace(Decoding(), stretch=0.85, stretch_both=True, expand=0))
     frames: list[int] = []
     generate = model._generate
 
@@ -154,3 +156,34 @@ def test_wiener_front_end_acts_on_noise_only() -> None:
     assert np.allclose(log_mel(clean, wiener_floor=0.5), log_mel(clean), atol=1e-3)
     quiet = log_mel(noisy, wiener_floor=0.5)[:, :40]  # the leading noise-only frames
     assert quiet.mean() < log_mel(noisy)[:, :40].mean() - 0.05  # floor: -12 dB of power, -0.15
+
+
+def test_expansion_scores_sentences_the_beam_never_reached_by_teacher_forcing() -> None:
+    import ctranslate2
+
+    text = "look up account number two nine three three eight"
+    audio = espeak(text, "en-us", 165)
+    model = WhisperModel(1)
+    d = model.decoding
+    mel = log_mel(audio, preemphasis=d.preemphasis, wiener_floor=d.wiener)
+    enc = model._model.encode(ctranslate2.StorageView.from_array(mel[None]), to_cpu=True)
+    wrong = "Look up account number two time three three eight."
+    out = dict((t, s) for t, s, _ in model._expand(
+        [(wrong, -6.0, 11)], [0], [(np.asarray(enc), mel.shape[-1])]))
+    assert 0 < len(out) <= d.expand
+    right = "Look up account number two nine three three eight."
+    # the parent's beam score plus what teacher forcing finds between the two: Whisper hears
+    # "nine" there, not "one"
+    assert right in out and out[right] > -6.0 - 5.0
+    assert out[right] > out["Look up account number two one three three eight."]
+    off = WhisperModel(1, replace(Decoding(), expand=0))
+    assert model.transcribe(audio).text == off.transcribe(audio).text == text
+
+
+def test_a_candidate_saying_the_sentence_again_is_recognised() -> None:
+    said = "book an appointment on friday at ten thirty for jane doe"
+    assert says_again(f"{said} book an appointment on friday at ten thirty", [said])
+    assert says_again(f"{said} {said}", [said, "book an appointment"])
+    assert not says_again(f"{said} thanks bye", [said])
+    assert not says_again(said, [said])
+    assert not says_again("one two three one two", ["one two three"])  # two words: a number
