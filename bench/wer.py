@@ -39,6 +39,9 @@ RESULTS = ROOT / "bench" / "results" / "wer.json"
 #: name -> EngineConfig fields that differ from the defaults (each is also a server flag)
 BACKENDS: dict[str, dict[str, Any]] = {
     "whisper": {},
+    # round 5's SNR-adaptive Wiener filter (not the default; measured on test as "whisper"
+    # against "whisper-prev4", the default then and now)
+    "whisper-lowsnr": {"asr_low_snr": 13.0},
     # the default before round 4 (no candidate expansion scored by teacher forcing)
     "whisper-prev3": {"asr_expand": 0},
     # the default before round 3 (no per-word bonus in the n-best ranking)
@@ -57,7 +60,8 @@ BACKENDS: dict[str, dict[str, Any]] = {
 _FLAGS = {"asr": "--asr", "asr_beam_size": "--asr-beam", "asr_lm_weight": "--asr-lm-weight",
           "asr_preemphasis": "--asr-preemphasis", "asr_wiener": "--asr-wiener",
           "asr_stretch": "--asr-stretch", "asr_word_bonus": "--asr-word-bonus",
-          "asr_expand": "--asr-expand"}
+          "asr_expand": "--asr-expand", "asr_low_snr": "--asr-low-snr",
+          "asr_low_floor": "--asr-low-floor"}
 
 
 def rss_mb() -> float:

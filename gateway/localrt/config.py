@@ -54,6 +54,13 @@ class EngineConfig:
     #: "Recogniser WER", the dev/test round.
     asr_wiener: float = 0.5
     asr_stretch: float = 0.85
+    #: Whisper: audio whose estimated SNR is under ``asr_low_snr`` dB (0: off) is Wiener
+    #: filtered with its noise estimated on the frames that are not digital silence, gain
+    #: floor ``asr_low_floor``. Off: 13 dB gained 1.3 points on the dev set's 10 dB cells
+    #: (within seed-to-seed noise) and lost 1.1 on the test set's; see BENCHMARKS.md
+    #: "Recogniser WER", round 5.
+    asr_low_snr: float = 0.0
+    asr_low_floor: float = 0.5
     #: Whisper: candidate sentences near the two best hypotheses (an out-of-domain word
     #: replaced by what the domain LM expects there, a digit of a run said twice), at most
     #: this many, scored by teacher forcing and ranked with the beam's (0: off). See

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from .wiener import wiener
+from .wiener import live_noise, snr_db, wiener
 
 RATE = 16_000
 N_FFT = 400
@@ -87,9 +87,13 @@ def denoise(power: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 def log_mel(samples: npt.NDArray[np.int16], tail_frames: int = TAIL_FRAMES,
             min_frames: int = 0, denoise_noise: bool = False,
-            preemphasis: float = 0.0, wiener_floor: float = 0.0) -> Features:
+            preemphasis: float = 0.0, wiener_floor: float = 0.0, low_snr: float = 0.0,
+            low_floor: float = 0.0, low_over: float = 1.0) -> Features:
     """(80, frames) features of int16 16 kHz audio, silence appended (at least
-    ``tail_frames``, up to ``min_frames`` in all), at most 30 s."""
+    ``tail_frames``, up to ``min_frames`` in all), at most 30 s. With ``wiener_floor`` and
+    ``low_snr`` (dB): audio whose estimated SNR (``wiener.snr_db``) is under ``low_snr`` is
+    filtered harder, the noise estimated on its live frames only, ``low_over`` times over,
+    with gain floor ``low_floor``; other audio as without ``low_snr``."""
     audio = samples.astype(np.float32) / 32768.0
     if preemphasis:
         audio = np.append(audio[:1], audio[1:] - preemphasis * audio[:-1])
@@ -99,7 +103,11 @@ def log_mel(samples: npt.NDArray[np.int16], tail_frames: int = TAIL_FRAMES,
     if denoise_noise:
         power[:speech] = denoise(power[:speech])
     if wiener_floor:
-        power[:speech] = wiener(power[:speech], gain_floor=wiener_floor)
+        noise = live_noise(power[:speech]) if low_snr else None
+        if noise is not None and snr_db(power[:speech], noise) < low_snr:
+            power[:speech] = wiener(power[:speech], noise * low_over, gain_floor=low_floor)
+        else:
+            power[:speech] = wiener(power[:speech], gain_floor=wiener_floor)
     mel = _FILTERS @ power.T
     logs = np.log10(np.maximum(mel, 1e-10))
     logs = np.maximum(logs, logs.max() - 8.0)

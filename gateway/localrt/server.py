@@ -175,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
                              "floor (0: off)")
     parser.add_argument("--asr-stretch", type=float, default=defaults.asr_stretch,
                         help="also decode the utterance slowed to this speed (1: off)")
+    parser.add_argument("--asr-low-snr", type=float, default=defaults.asr_low_snr,
+                        help="Whisper: audio whose estimated SNR is under this (dB) is "
+                             "Wiener filtered on its live frames' noise (0: off)")
+    parser.add_argument("--asr-low-floor", type=float, default=defaults.asr_low_floor,
+                        help="Whisper: the Wiener gain floor for such low-SNR audio")
     parser.add_argument("--asr-expand", type=int, default=defaults.asr_expand,
                         help="Whisper: at most this many candidate sentences near the best "
                              "hypotheses, scored by teacher forcing (0: off)")
@@ -188,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             asr_lm_weight=args.asr_lm_weight, asr_word_bonus=args.asr_word_bonus,
             asr_preemphasis=args.asr_preemphasis,
             asr_wiener=args.asr_wiener, asr_stretch=args.asr_stretch,
-            asr_expand=args.asr_expand)))
+            asr_expand=args.asr_expand, asr_low_snr=args.asr_low_snr,
+            asr_low_floor=args.asr_low_floor)))
     except KeyboardInterrupt:
         pass
     return 0

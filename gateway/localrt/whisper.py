@@ -99,6 +99,11 @@ class Decoding:
     preemphasis: float = PREEMPHASIS
     #: Wiener noise reduction before log-mel: its gain floor (0: off; see ``wiener``).
     wiener: float = _DEFAULTS.asr_wiener
+    #: Low-SNR audio (estimated under ``low_snr`` dB; 0: off) filtered harder: noise from
+    #: the live frames, ``low_over`` times over, gain floor ``low_floor`` (``logmel``).
+    low_snr: float = _DEFAULTS.asr_low_snr
+    low_floor: float = _DEFAULTS.asr_low_floor
+    low_over: float = 1.0
     #: Time-stretch before log-mel (``timestretch``): speed (1: off; 0.85 slows speech to
     #: 1/0.85 of its rate). ``stretch_both``: decode the audio as it is and stretched, the
     #: hypotheses of both ranked together.
@@ -339,7 +344,8 @@ class WhisperModel:
         expand = d.expand > 0 and self._lm is not None
         for i, audio in enumerate(audios):
             mel = log_mel(audio, min_frames=d.min_frames, denoise_noise=d.denoise,
-                          preemphasis=d.preemphasis, wiener_floor=d.wiener)
+                          preemphasis=d.preemphasis, wiener_floor=d.wiener,
+                          low_snr=d.low_snr, low_floor=d.low_floor, low_over=d.low_over)
             features = ctranslate2.StorageView.from_array(mel[None])
             if expand:
                 # encoded once, for the beam and for teacher forcing (same hypotheses as

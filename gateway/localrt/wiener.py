@@ -21,6 +21,10 @@ ALPHA = 0.98
 GAIN_FLOOR = 0.1
 #: Lower bound of the a-priori SNR.
 XI_MIN = 10 ** (-25 / 10)
+#: A frame whose summed power is under this is digital silence (about -78 dBFS of white
+#: noise after pre-emphasis; one LSB of dither reads ~4e-5): it says nothing of the
+#: background and is left out of ``live_noise`` / ``snr_db``.
+SILENT_ENERGY = 1e-3
 
 
 def noise_floor(power: Power, fraction: float = NOISE_FRACTION) -> npt.NDArray[np.float64]:
@@ -28,6 +32,31 @@ def noise_floor(power: Power, fraction: float = NOISE_FRACTION) -> npt.NDArray[n
     energy = power.sum(axis=1)
     quiet = np.argsort(energy)[:max(3, int(len(power) * fraction))]
     return np.asarray(power[quiet].mean(axis=0), dtype=np.float64)
+
+
+def live_noise(power: Power, fraction: float = NOISE_FRACTION,
+               silent: float = SILENT_ENERGY) -> npt.NDArray[np.float64]:
+    """``noise_floor`` over the frames that are not digital silence (all frames when fewer
+    than 10 are): the padding a VAD cut or a muted line adds is not the caller's noise."""
+    live = power[power.sum(axis=1) > silent]
+    return noise_floor(live if len(live) >= 10 else power, fraction)
+
+
+def snr_db(power: Power, noise: npt.NDArray[np.float64] | None = None,
+           silent: float = SILENT_ENERGY) -> float:
+    """Estimated SNR (dB) of (frames, bins) power spectra: the mean energy of the louder half
+    of the live frames (speech plus noise), less the noise estimate (``live_noise``), over
+    the noise estimate. Fewer than 10 frames or no noise at all: ``inf``."""
+    if len(power) < 10:
+        return float("inf")
+    noise = live_noise(power, silent=silent) if noise is None else noise
+    floor = float(noise.sum())
+    energy = power.sum(axis=1)
+    energy = energy[energy > silent] if (energy > silent).sum() >= 10 else energy
+    loud = float(np.sort(energy)[len(energy) // 2:].mean())
+    if floor <= 0.0:
+        return float("inf")
+    return 10.0 * float(np.log10(max(loud - floor, 1e-12) / floor))
 
 
 def wiener(power: Power, noise: npt.NDArray[np.float64] | None = None,

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gateway.localrt.logmel import log_mel
 from gateway.localrt.timestretch import stretch
-from gateway.localrt.wiener import noise_floor, wiener
+from gateway.localrt.wiener import live_noise, noise_floor, snr_db, wiener
 
 RATE = 16_000
 
@@ -87,3 +88,45 @@ def test_noise_floor_is_the_quietest_frames_and_short_input_is_left_alone() -> N
     assert np.allclose(noise_floor(power), 1.0)
     short = power[:5]
     assert wiener(short) is short
+
+
+def _tone_in_noise(snr: float, pad: float = 0.0, seed: int = 5) -> np.ndarray:
+    """2 s of white noise, a 1 kHz tone in its middle second at ``snr`` dB above it
+    (power per sample), ``pad`` seconds of digital silence on both sides; float, full
+    scale 1."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(RATE * 2) / RATE
+    amp = 0.1
+    tone = amp * np.sin(2 * np.pi * 1000 * t) * ((t > 0.5) & (t < 1.5))
+    noise = rng.standard_normal(len(t)) * np.sqrt(amp ** 2 / 2 / 10 ** (snr / 10))
+    silence = np.zeros(int(RATE * pad))
+    return np.concatenate((silence, tone + noise, silence))
+
+
+@pytest.mark.parametrize("snr", [5.0, 10.0, 20.0])
+def test_snr_estimate_reads_a_tone_in_noise(snr: float) -> None:
+    power = _spectra(_tone_in_noise(snr))
+    assert abs(snr_db(power) - snr) < 1.5
+
+
+def test_snr_estimate_ignores_digital_silence() -> None:
+    # padding (a VAD cut, a muted line) would otherwise be the "noise": near-infinite SNR
+    padded = _spectra(_tone_in_noise(10.0, pad=0.6))
+    assert abs(snr_db(padded) - 10.0) < 1.5
+    assert noise_floor(padded).sum() < 1e-6 < live_noise(padded).sum()
+    silent = np.zeros((40, 201), dtype=np.float32)
+    assert snr_db(silent) == float("inf")  # nothing but digital silence
+    assert snr_db(padded[:5]) == float("inf")  # too short to tell
+
+
+def test_low_snr_filtering_touches_noisy_audio_only() -> None:
+    def pcm(x: np.ndarray) -> np.ndarray:
+        return np.clip(np.rint(x * 32768), -32768, 32767).astype(np.int16)
+
+    for snr, changed in ((8.0, True), (25.0, False)):
+        audio = pcm(_tone_in_noise(snr, pad=0.3))
+        plain = log_mel(audio, preemphasis=0.97, wiener_floor=0.5)
+        adaptive = log_mel(audio, preemphasis=0.97, wiener_floor=0.5, low_snr=13.0,
+                           low_floor=0.2)
+        assert adaptive.shape == plain.shape
+        assert (not np.array_equal(adaptive, plain)) is changed
