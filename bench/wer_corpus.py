@@ -15,6 +15,7 @@ import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -200,3 +201,16 @@ def wer(pairs: list[tuple[str, str]]) -> float:
 
     errors = sum(edit_distance(spoken(r).split(), spoken(h).split()) for r, h in pairs)
     return errors / max(1, sum(len(spoken(r).split()) for r, _ in pairs))
+
+
+def jittered(utts: list[tuple[Any, list[npt.NDArray[np.int16]]]], seed: int
+             ) -> list[tuple[Any, list[npt.NDArray[np.int16]]]]:
+    """Cached utterances (cell, int16 segments) with every sample moved by -1, 0 or +1 LSB
+    (seeded): decoding them again sizes how much of a WER difference is the decoder's
+    sensitivity to perturbations that small. ``seed`` 0: the utterances as they are."""
+    if not seed:
+        return utts
+    rng = np.random.default_rng(seed)
+    return [(c, [np.clip(u.astype(np.int32) + rng.integers(-1, 2, len(u)), -32768, 32767)
+                 .astype(np.int16) for u in s]) for c, s in utts]
+

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from bench.wer import test_set
-from bench.wer_corpus import Clip, wer
+from bench.wer_corpus import Clip, jittered, wer
 
 Utterances = list[tuple[Clip, list[np.ndarray[Any, Any]]]]
 
@@ -128,10 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     conditions = args.conditions.split(",") if args.conditions else None
     utts = [(c, s) for c, s in utts if (voices is None or c.voice in voices)
             and (conditions is None or c.condition in conditions)]
-    if args.jitter:
-        rng = np.random.default_rng(args.jitter)
-        utts = [(c, [np.clip(u.astype(np.int32) + rng.integers(-1, 2, len(u)), -32768, 32767)
-                     .astype(np.int16) for u in s]) for c, s in utts]
+    utts = jittered(utts, args.jitter)
     for spec in args.tries or ["default"]:
         r = decode(utts, spec)
         by_cond: dict[str, list[float]] = defaultdict(list)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.wer_corpus import wer
+from bench.wer_corpus import jittered, wer
 
 
 class Scorer:
@@ -87,10 +87,7 @@ def dump(args: argparse.Namespace) -> None:
     from gateway.localrt.timestretch import stretch
 
     utts = pickle.loads(Path(args.utterances).read_bytes())
-    if args.jitter:
-        rng = np.random.default_rng(args.jitter)
-        utts = [(c, [np.clip(u.astype(np.int32) + rng.integers(-1, 2, len(u)), -32768, 32767)
-                     .astype(np.int16) for u in s]) for c, s in utts]
+    utts = jittered(utts, args.jitter)
     nbest = pickle.loads(Path(args.nbest).read_bytes())
     sc = Scorer()
     lm, vocab = sc.lm, sc.lm.vocabulary

@@ -26,9 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from bench.wer_corpus import wer
+from bench.wer_corpus import jittered, wer
 
 #: One utterance's decodes: hypotheses (written, summed log-probability, tokens), no-speech.
 Hyps = list[tuple[str, float, int]]
@@ -38,10 +36,7 @@ def dump(args: argparse.Namespace) -> None:
     from gateway.localrt import whisper
 
     utts = pickle.loads(Path(args.utterances).read_bytes())
-    if args.jitter:
-        rng = np.random.default_rng(args.jitter)
-        utts = [(c, [np.clip(u.astype(np.int32) + rng.integers(-1, 2, len(u)), -32768, 32767)
-                     .astype(np.int16) for u in s]) for c, s in utts]
+    utts = jittered(utts, args.jitter)
     model = whisper.WhisperModel(1)
     kept: list[Hyps] = []
     no_speech: list[float] = []
