@@ -19,8 +19,6 @@ the teacher-forced difference (``score=delta``), or everything by teacher forcin
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import pickle
 import statistics
 import sys
@@ -41,9 +39,6 @@ class Scorer:
         from gateway.localrt.phrases import domain_sentences
 
         self.model = whisper.WhisperModel(1)
-        vocab = json.loads(whisper._data_file("vocabulary.json"))
-        self.ids = {t: i for i, t in enumerate(vocab)}
-        self.start = [self.ids[t] for t in self.model.prompt[-4:]]
         self.lm = DomainLm(domain_sentences())
 
     def encode(self, audio: Any) -> Any:
@@ -59,15 +54,7 @@ class Scorer:
         return np.asarray(enc), mel.shape[-1]
 
     def align(self, enc: Any, texts: list[str]) -> list[float]:
-        import ctranslate2
-
-        if not texts:
-            return []
-        toks = [[self.ids[t] for t in self.model._bpe.encode(" " + x)] for x in texts]
-        feats = ctranslate2.StorageView.from_array(
-            np.ascontiguousarray(np.repeat(enc[0], len(texts), axis=0)))
-        res = self.model._model.align(feats, self.start, toks, enc[1])
-        return [sum(math.log(max(p, 1e-30)) for p in r.text_token_probs) for r in res]
+        return self.model.forced(enc[0], enc[1], texts)[0] if texts else []
 
 
 def default_pick(texts: list[str], totals: list[float], lm: Any, weight: float = 0.3,
@@ -75,10 +62,8 @@ def default_pick(texts: list[str], totals: list[float], lm: Any, weight: float =
     from gateway.localrt import whisper
     from gateway.localrt.textnorm import spoken
 
-    said = [spoken(t) for t in texts]
-    echoes = whisper.prompt_echoes(said, spoken(whisper.DOMAIN_PROMPT))
-    return max(range(len(texts)), key=lambda i: (-1e9 if i in echoes else 0.0) + whisper.rank_score(
-        totals[i], said[i], lm.logprob(said[i]), weight, bonus))
+    return whisper.best_hypothesis([spoken(t) for t in texts], totals, lm,
+                                   spoken(whisper.DOMAIN_PROMPT), weight, bonus)
 
 
 def dump(args: argparse.Namespace) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.lifecycle import FDS_BASE, FDS_PER_CALL, raise_open_files
 from tests.fake_upstream import running_fake
 from tests.gateway_fixtures import free_port, process_env
 from tests.waiting import until_ready
@@ -49,14 +50,12 @@ async def test_serve_raises_a_low_soft_limit_to_the_hard_one() -> None:
             _, err = await asyncio.wait_for(proc.communicate(), 15)
         assert proc.returncode == 0, err.decode()[-2000:]
         # 400 calls need ~3456 descriptors: a hard limit below that is said in the log.
-        if hard < 256 + 8 * 400:
+        if hard < FDS_BASE + FDS_PER_CALL * 400:
             assert b"open-files limit" in err
 
 
 def test_a_hard_limit_too_low_for_max_calls_is_warned_about(
         caplog: pytest.LogCaptureFixture) -> None:
-    from gateway.lifecycle import raise_open_files
-
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (LOW, hard))

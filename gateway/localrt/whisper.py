@@ -165,23 +165,22 @@ def rank_score(whisper_total: float, text: str, lm_logprob: float, weight: float
     return whisper_total + weight * lm_logprob + word_bonus * len(text.split())
 
 
+def _extends(text: str, other: str, least: int, within: str) -> bool:
+    """Whether ``text`` is ``other`` followed by ``least`` or more words that stand together
+    in ``within`` (all spoken forms)."""
+    words, head = text.split(), other.split()
+    tail = words[len(head):]
+    return len(tail) >= least and words[:len(head)] == head and \
+        f" {' '.join(tail)} " in f" {within} "
+
+
 def prompt_echoes(texts: list[str], prompt: str, least: int = 3) -> set[int]:
     """Indices of the hypotheses (spoken forms) that are another hypothesis followed by
     ``least`` or more words copied from the prompt (spoken form): the decoder carrying on
     with the prompt's next sentence once the caller's words are done ("... four four seven
     two one book an appointment on thursday at nine fifteen a m"), which nobody said."""
-    said = f" {prompt} "
-    out = set()
-    for i, text in enumerate(texts):
-        words = text.split()
-        for other in texts:
-            head = other.split()
-            tail = words[len(head):]
-            if len(tail) >= least and words[:len(head)] == head and \
-                    f" {' '.join(tail)} " in said:
-                out.add(i)
-                break
-    return out
+    return {i for i, text in enumerate(texts)
+            if any(_extends(text, other, least, prompt) for other in texts)}
 
 
 def says_again(text: str, others: list[str], least: int = 3) -> bool:
@@ -189,14 +188,21 @@ def says_again(text: str, others: list[str], least: int = 3) -> bool:
     its own words again: the sentence said a second time ("book an appointment on friday
     ... jane doe book an appointment on friday ..."), which the beam keeps as a runner-up
     and a candidate completing it must not turn into the winner."""
-    words = text.split()
-    for other in others:
-        head = other.split()
-        tail = words[len(head):]
-        if head and len(tail) >= least and words[:len(head)] == head and \
-                f" {' '.join(tail)} " in f" {other} ":
-            return True
-    return False
+    return any(_extends(text, other, least, other) for other in others)
+
+
+def best_hypothesis(said: list[str], totals: list[float], lm: DomainLm, prompt: str,
+                    weight: float, bonus: float) -> int:
+    """Index of the hypothesis to pick: spoken forms ``said`` with Whisper's summed
+    log-probabilities ``totals``, ranked by ``rank_score``; never one that echoes the
+    prompt (spoken form) when another is left."""
+    echoes = prompt_echoes(said, prompt)
+
+    def score(i: int) -> float:
+        echo = -1e9 if i in echoes else 0.0
+        return echo + rank_score(totals[i], said[i], lm.logprob(said[i]), weight, bonus)
+
+    return max(range(len(said)), key=score)
 
 
 def _gzip_ratio(text: str) -> float:
@@ -247,8 +253,6 @@ class WhisperModel:
         audio) finds between the candidate and the parent: Whisper's verdict on sentences
         its beam never reached. Returned as hypotheses (text, summed log-probability,
         tokens) to rank with the beam's."""
-        import ctranslate2
-
         from .expand import candidates
 
         lm, d = self._lm, self.decoding
@@ -275,16 +279,26 @@ class WhisperModel:
             if not theirs:
                 continue
             texts = [hyps[p][0] for p in mine] + [t for t, _ in theirs]
-            tokens = [[self._ids[t] for t in self._bpe.encode(" " + x)] for x in texts]
-            batch = ctranslate2.StorageView.from_array(
-                np.ascontiguousarray(np.repeat(enc, len(texts), axis=0)))
-            forced = [sum(math.log(max(p, 1e-30)) for p in r.text_token_probs)
-                      for r in self._model.align(batch, self._start, tokens, frames)]
+            forced, tokens = self.forced(enc, frames, texts)
             base = dict(zip(mine, forced, strict=False))
-            for (text, p), score, toks in zip(theirs, forced[len(mine):],
-                                             tokens[len(mine):], strict=True):
-                out.append((text, hyps[p][1] + score - base[p], len(toks) + 1))
+            for (text, p), score, n in zip(theirs, forced[len(mine):], tokens[len(mine):],
+                                           strict=True):
+                out.append((text, hyps[p][1] + score - base[p], n + 1))
         return out
+
+    def forced(self, encoded: npt.NDArray[np.float32], frames: int, texts: list[str]
+               ) -> tuple[list[float], list[int]]:
+        """Each written text's summed log-probability under teacher forcing on one encoder
+        output (``Whisper.align``, started without the prompt, the end token not scored),
+        and its token count."""
+        import ctranslate2
+
+        tokens = [[self._ids[t] for t in self._bpe.encode(" " + x)] for x in texts]
+        batch = ctranslate2.StorageView.from_array(
+            np.ascontiguousarray(np.repeat(encoded, len(texts), axis=0)))
+        results = self._model.align(batch, self._start, tokens, frames)
+        return ([sum(math.log(max(p, 1e-30)) for p in r.text_token_probs) for r in results],
+                [len(t) for t in tokens])
 
     def _generate(self, features: Any, max_tokens: int, **kwargs: Any
                   ) -> tuple[list[tuple[str, float, int]], float]:
@@ -310,16 +324,10 @@ class WhisperModel:
             # Whisper's ranking (mean token log-probability), across both decodes if two
             text, total, n = max(hyps, key=lambda h: h[1] / h[2])
             return text, total / n
-        lm, d = self._lm, self.decoding
-        said = [spoken(h[0]) for h in hyps]
-        echoes = prompt_echoes(said, self._prompt_said)
-
-        def score(i: int) -> float:
-            echo = -1e9 if i in echoes else 0.0
-            return echo + rank_score(hyps[i][1], said[i], lm.logprob(said[i]), d.lm_weight,
-                                     d.word_bonus)
-
-        text, total, n = hyps[max(range(len(hyps)), key=score)]
+        d = self.decoding
+        best = best_hypothesis([spoken(h[0]) for h in hyps], [h[1] for h in hyps], self._lm,
+                               self._prompt_said, d.lm_weight, d.word_bonus)
+        text, total, n = hyps[best]
         return text, total / n
 
     def transcribe(self, samples: npt.NDArray[np.int16]) -> Heard:
