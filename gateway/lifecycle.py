@@ -83,18 +83,20 @@ FDS_BASE = 256
 def raise_open_files(max_calls: int) -> tuple[int, int]:
     """Raise the soft limit on open files to the hard limit (as Go's runtime does), and warn
     when even that cannot hold ``max_calls`` calls: with Debian's default soft limit of 1024
-    a gateway would otherwise refuse calls with ``EMFILE`` at ~120 calls, below its own
-    ``server.max_calls``. Returns the (soft, hard) limits now in force."""
+    a gateway would otherwise refuse calls with ``EMFILE`` at ~100-140 calls, below its own
+    ``server.max_calls``. An unlimited soft limit is left as it is. Returns the (soft, hard)
+    limits now in force (``resource.RLIM_INFINITY`` for unlimited)."""
+    unlimited = resource.RLIM_INFINITY
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != unlimited and (hard == unlimited or soft < hard):
+        target = hard if hard != unlimited else max(soft, 1 << 20)
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
         except (ValueError, OSError) as exc:
             log.warning("could not raise the open-files limit from %d: %s", soft, exc)
     need = FDS_BASE + FDS_PER_CALL * max_calls
-    if soft < need:
+    if soft != unlimited and soft < need:
         log.warning("open-files limit %d is below the ~%d that server.max_calls = %d needs; "
                     "calls beyond ~%d will fail (raise `ulimit -n` or LimitNOFILE)", soft,
                     need, max_calls, max(0, (soft - FDS_BASE) // FDS_PER_CALL))

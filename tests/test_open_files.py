@@ -67,3 +67,27 @@ def test_a_hard_limit_too_low_for_max_calls_is_warned_about(
         assert "below the" in caplog.text and f"server.max_calls = {hard}" in caplog.text
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_unlimited_limits_are_taken_as_unlimited(monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """``RLIM_INFINITY`` is -1 here: an unlimited soft limit must be neither lowered nor
+    read as too low, and an unlimited hard one lifts a low soft one. (A hard limit of
+    infinity cannot be set for open files on Linux, so the calls are recorded, not made.)"""
+    inf = resource.RLIM_INFINITY
+    limits = {"now": (inf, inf)}
+    set_to: list[tuple[int, int]] = []
+
+    def setrlimit(_which: int, value: tuple[int, int]) -> None:
+        set_to.append(value)
+        limits["now"] = value
+
+    monkeypatch.setattr(resource, "getrlimit", lambda _which: limits["now"])
+    monkeypatch.setattr(resource, "setrlimit", setrlimit)
+    with caplog.at_level(logging.WARNING, logger="gateway.lifecycle"):
+        assert raise_open_files(max_calls=10_000) == (inf, inf)
+        assert set_to == [] and not caplog.records
+        limits["now"] = (1024, inf)
+        assert raise_open_files(max_calls=10) == (1 << 20, inf)
+        assert set_to == [(1 << 20, inf)] and not caplog.records
+
