@@ -241,7 +241,6 @@ async def test_ten_listeners_join_and_leave_without_disturbing_the_caller() -> N
         call = session_of(gw, call_id)
         fake.say(tone24(1000, 5.0), "a long tone")
         await caller.next_event("output_audio_buffer.started")
-        t0 = time.monotonic()
         peers = [ListenerPeer() for _ in range(10)]
         try:
             await asyncio.gather(*(p.connect(gw, call_id) for p in peers))
@@ -260,11 +259,20 @@ async def test_ten_listeners_join_and_leave_without_disturbing_the_caller() -> N
             for p in peers:
                 await p.close()
         await caller.next_event("output_audio_buffer.stopped")
-        await asyncio.sleep(0.3)  # the caller's jitter buffer still holds the last 80 ms
-        t1 = time.monotonic()
+
+        def loudness() -> list[bool]:
+            return [bool(np.abs(a).max() > 3000) for _, a in caller.received]
+
+        # The tone is the only loud audio of the call, so the whole reception is judged, not a
+        # window of the test's clock: on a busy machine the caller's receiving (and the data
+        # channel's events) can lag the audio by more than a jitter buffer.
+        def tone_over() -> bool:
+            loud = loudness()
+            return True in loud and not loud[-1]
+
+        await until(tone_over, 10, "the caller heard the tone end")
         # Every 20 ms of the agent's 5 s reached the caller, with no gap.
-        frames = [a for t, a in caller.received if t0 - 0.5 <= t <= t1]
-        loud = [bool(np.abs(a).max() > 3000) for a in frames]
+        loud = loudness()
         first, last = loud.index(True), len(loud) - 1 - loud[::-1].index(True)
         assert all(loud[first:last + 1]), "a gap in the agent's audio"
         assert abs((last - first + 1) - 250) <= 3, last - first + 1
