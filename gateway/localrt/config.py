@@ -54,6 +54,9 @@ class EngineConfig:
     #: "Recogniser WER", the dev/test round.
     asr_wiener: float = 0.5
     asr_stretch: float = 0.85
+    #: Whisper: how the second decode's audio is slowed: "tape" (resampled, so pitch and
+    #: formants fall with the rate) or "wsola" (pitch kept; the default before round 6).
+    asr_stretch_by: str = "tape"
     #: Whisper: audio whose estimated SNR is under ``asr_low_snr`` dB (0: off) is Wiener
     #: filtered with its noise estimated on the frames that are not digital silence, gain
     #: floor ``asr_low_floor``. Off: 13 dB gained 1.3 points on the dev set's 10 dB cells

@@ -175,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
                              "floor (0: off)")
     parser.add_argument("--asr-stretch", type=float, default=defaults.asr_stretch,
                         help="also decode the utterance slowed to this speed (1: off)")
+    parser.add_argument("--asr-stretch-by", choices=("tape", "wsola"),
+                        default=defaults.asr_stretch_by,
+                        help="slow it as a tape (pitch and formants fall) or by WSOLA "
+                             "(pitch kept)")
     parser.add_argument("--asr-low-snr", type=float, default=defaults.asr_low_snr,
                         help="Whisper: audio whose estimated SNR is under this (dB) is "
                              "Wiener filtered on its live frames' noise (0: off)")
@@ -193,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             asr_lm_weight=args.asr_lm_weight, asr_word_bonus=args.asr_word_bonus,
             asr_preemphasis=args.asr_preemphasis,
             asr_wiener=args.asr_wiener, asr_stretch=args.asr_stretch,
+            asr_stretch_by=args.asr_stretch_by,
             asr_expand=args.asr_expand, asr_low_snr=args.asr_low_snr,
             asr_low_floor=args.asr_low_floor)))
     except KeyboardInterrupt:

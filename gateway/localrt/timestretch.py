@@ -1,4 +1,9 @@
-"""Time-stretching of speech without a pitch change: WSOLA (waveform-similarity overlap-add).
+"""Slowing speech down for a second decode, two ways: ``stretch`` without a pitch change
+(WSOLA, waveform-similarity overlap-add) and ``tape``, as a tape played slower (pitch and
+formants fall with the rate: a longer vocal tract, which the recogniser hears better on
+voices unlike its training data; BENCHMARKS.md "Recogniser WER", round 6).
+
+WSOLA:
 
 Output frames are laid down every ``HOP`` samples under a Hann window (which sums to one at
 half overlap); each is read from the input near where the stretch puts it, shifted by up to
@@ -12,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+RATE = 16_000
 #: 32 ms frames at 16 kHz (longer than two pitch periods of a low voice), half overlap.
 FRAME = 512
 HOP = FRAME // 2
@@ -51,3 +57,19 @@ def stretch(samples: npt.NDArray[np.int16], speed: float) -> npt.NDArray[np.int1
         prev = pos
     out = out[:n_out]
     return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+
+
+def tape(samples: npt.NDArray[np.int16], speed: float) -> npt.NDArray[np.int16]:
+    """``samples`` played at ``speed`` times their rate as a tape would be: 1/``speed`` as
+    long, every frequency (pitch, formants) times ``speed``. ``speed`` 1: returned as is."""
+    if speed == 1.0:
+        return samples
+    if not 0.25 <= speed <= 4.0:
+        raise ValueError(f"speed {speed} out of range")
+    import soxr
+
+    # resampled from a rate of 1/speed times the real one; float in and out, since soxr
+    # dithers integer output with a random seed and the same audio must decode the same
+    slowed: npt.NDArray[np.float32] = soxr.resample(samples.astype(np.float32), RATE,
+                                                    int(round(RATE / speed)))
+    return np.clip(np.rint(slowed), -32768, 32767).astype(np.int16)

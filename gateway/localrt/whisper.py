@@ -8,7 +8,8 @@ releases the GIL while it computes. Beam search over an utterance's features (no
 padding, see ``logmel``; pre-emphasised audio, noise turned down by a Wiener filter, see
 ``wiener``), with a short prompt of in-domain text as "previous" context, which biases the
 spelling of the domain's words without constraining what can be heard. The utterance is
-decoded twice, as heard and slowed to 0.85 of its speed (``timestretch``), and the two beams'
+decoded twice, as heard and slowed to 0.85 of its speed as a tape is (``timestretch``: pitch and
+formants lowered too), and the two beams'
 hypotheses are re-ranked together with the domain's word trigram model (``domainlm``) added
 to Whisper's own score: "nine a m" over "nine iam", "five five five" over "five time". Open
 sentences pay a bounded cost per unknown word and still win when Whisper is sure of them.
@@ -36,7 +37,7 @@ from .config import EngineConfig
 from .domainlm import DomainLm
 from .logmel import log_mel
 from .textnorm import spoken
-from .timestretch import stretch
+from .timestretch import stretch, tape
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,8 @@ class Decoding:
     #: hypotheses of both ranked together.
     stretch: float = _DEFAULTS.asr_stretch
     stretch_both: bool = True
+    #: How: "tape" (resampled: pitch and formants fall with the rate) or "wsola" (pitch kept).
+    stretch_by: str = _DEFAULTS.asr_stretch_by
     #: Candidate expansion (``expand``): at most this many sentences near the two best
     #: hypotheses scored by teacher forcing and ranked with the beam's (0: off), and the
     #: domain LM's likeliest words tried for each out-of-domain word.
@@ -343,7 +346,8 @@ class WhisperModel:
         max_tokens = min(MAX_TOKENS, len(samples) * 5 // 16_000 + 8)
         audios = [samples]
         if d.stretch != 1.0:
-            stretched = stretch(samples, d.stretch)
+            slow = {"tape": tape, "wsola": stretch}[d.stretch_by]
+            stretched = slow(samples, d.stretch)
             audios = [samples, stretched] if d.stretch_both else [stretched]
         hyps: list[tuple[str, float, int]] = []
         audio_of: list[int] = []

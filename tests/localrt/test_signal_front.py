@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gateway.localrt.logmel import log_mel
-from gateway.localrt.timestretch import stretch
+from gateway.localrt.timestretch import stretch, tape
 from gateway.localrt.wiener import live_noise, noise_floor, snr_db, wiener
 
 RATE = 16_000
@@ -130,3 +130,23 @@ def test_low_snr_filtering_touches_noisy_audio_only() -> None:
                            low_floor=0.2)
         assert adaptive.shape == plain.shape
         assert (not np.array_equal(adaptive, plain)) is changed
+
+
+@pytest.mark.parametrize("speed", [0.85, 0.9])
+def test_tape_lowers_pitch_with_the_rate(speed: float) -> None:
+    tone = (np.sin(2 * np.pi * 400 * np.arange(2 * RATE) / RATE) * 8000).astype(np.int16)
+    out = tape(tone, speed)
+    assert out.dtype == np.int16
+    assert abs(len(out) - len(tone) / speed) <= 2
+    mid = out[len(out) // 4:len(out) // 4 + RATE // 2]
+    assert _peak_hz(mid) == pytest.approx(400 * speed, abs=3)
+    assert np.abs(mid).max() == pytest.approx(8000, rel=0.05)
+    # the same audio, the same output (no random dither: decodes must be repeatable)
+    assert np.array_equal(tape(tone, speed), out)
+
+
+def test_tape_leaves_speed_one_alone_and_refuses_nonsense() -> None:
+    tone = _glide(0.5)
+    assert tape(tone, 1.0) is tone
+    with pytest.raises(ValueError):
+        tape(tone, 0.1)
