@@ -7,6 +7,8 @@ priming gap, output length exactly input length times the ratio).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -22,8 +24,10 @@ def lowpass_taps(n_taps: int, cutoff: float) -> FloatArray:
     return out
 
 
-def _to_int16(x: FloatArray) -> Int16Array:
-    return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
+def to_int16(x: npt.NDArray[np.floating[Any]]) -> Int16Array:
+    """Float samples rounded and clipped to int16."""
+    out: Int16Array = np.clip(np.rint(x), -32768, 32767).astype(np.int16)
+    return out
 
 
 class Decimator:
@@ -38,7 +42,7 @@ class Decimator:
         buf = np.concatenate((self._hist, x.astype(np.float32, copy=False)))
         self._hist = buf[len(buf) - len(self._hist) :]
         y = np.convolve(buf, self._taps, mode="valid")
-        return _to_int16(y[:: self.factor])
+        return to_int16(y[:: self.factor])
 
 
 class Interpolator:
@@ -57,7 +61,7 @@ class Interpolator:
         out = np.empty(len(x) * self.factor, dtype=np.float32)
         for p, h in enumerate(self._phases):
             out[p :: self.factor] = np.convolve(buf, h, mode="valid")
-        return _to_int16(out)
+        return to_int16(out)
 
 
 def up_8k_to_24k() -> Interpolator:

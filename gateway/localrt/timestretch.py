@@ -17,7 +17,10 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-RATE = 16_000
+from gateway.audio.resample import to_int16
+
+from .audioio import ANALYSIS_RATE
+
 #: 32 ms frames at 16 kHz (longer than two pitch periods of a low voice), half overlap.
 FRAME = 512
 HOP = FRAME // 2
@@ -55,8 +58,7 @@ def stretch(samples: npt.NDArray[np.int16], speed: float) -> npt.NDArray[np.int1
             pos = lo + int(np.argmax(corr))
         out[k * HOP:k * HOP + FRAME] += x[pos:pos + FRAME] * _WINDOW
         prev = pos
-    out = out[:n_out]
-    return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+    return to_int16(out[:n_out])
 
 
 def tape(samples: npt.NDArray[np.int16], speed: float) -> npt.NDArray[np.int16]:
@@ -70,6 +72,6 @@ def tape(samples: npt.NDArray[np.int16], speed: float) -> npt.NDArray[np.int16]:
 
     # resampled from a rate of 1/speed times the real one; float in and out, since soxr
     # dithers integer output with a random seed and the same audio must decode the same
-    slowed: npt.NDArray[np.float32] = soxr.resample(samples.astype(np.float32), RATE,
-                                                    int(round(RATE / speed)))
-    return np.clip(np.rint(slowed), -32768, 32767).astype(np.int16)
+    slowed: npt.NDArray[np.float32] = soxr.resample(
+        samples.astype(np.float32), ANALYSIS_RATE, int(round(ANALYSIS_RATE / speed)))
+    return to_int16(slowed)

@@ -222,6 +222,10 @@ class WhisperModel:
 
         t0 = time.perf_counter()
         self.decoding = d = decoding or Decoding()
+        slowers = {"tape": tape, "wsola": stretch}
+        if d.stretch_by not in slowers:
+            raise ValueError(f"stretch_by {d.stretch_by!r} (tape | wsola)")
+        self._slow = slowers[d.stretch_by]
         weights = (_data_file("model.bin.part1") + _data_file("model.bin.part2"))
         files = {"model.bin": weights, "config.json": _data_file("config.json"),
                  "vocabulary.json": _data_file("vocabulary.json")}
@@ -346,8 +350,7 @@ class WhisperModel:
         max_tokens = min(MAX_TOKENS, len(samples) * 5 // 16_000 + 8)
         audios = [samples]
         if d.stretch != 1.0:
-            slow = {"tape": tape, "wsola": stretch}[d.stretch_by]
-            stretched = slow(samples, d.stretch)
+            stretched = self._slow(samples, d.stretch)
             audios = [samples, stretched] if d.stretch_both else [stretched]
         hyps: list[tuple[str, float, int]] = []
         audio_of: list[int] = []

@@ -187,3 +187,8 @@ def test_a_candidate_saying_the_sentence_again_is_recognised() -> None:
     assert not says_again(f"{said} thanks bye", [said])
     assert not says_again(said, [said])
     assert not says_again("one two three one two", ["one two three"])  # two words: a number
+
+
+def test_an_unknown_way_of_slowing_is_refused_when_the_model_is_made() -> None:
+    with pytest.raises(ValueError, match="stretch_by 'pitch'"):
+        WhisperModel(1, replace(Decoding(), stretch_by="pitch"))
