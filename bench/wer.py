@@ -39,16 +39,19 @@ RESULTS = ROOT / "bench" / "results" / "wer.json"
 #: name -> EngineConfig fields that differ from the defaults (each is also a server flag)
 BACKENDS: dict[str, dict[str, Any]] = {
     "whisper": {},
+    # the default before round 7 (no third decode when the two disagree)
+    "whisper-prev6": {"asr_third_by": ""},
     # the default before round 6 (the second decode slowed by WSOLA, pitch kept)
-    "whisper-prev5": {"asr_stretch_by": "wsola"},
+    "whisper-prev5": {"asr_stretch_by": "wsola", "asr_third_by": ""},
     # round 5's SNR-adaptive Wiener filter (not the default; measured on test as "whisper"
     # against "whisper-prev4", the default then and now)
-    "whisper-lowsnr": {"asr_low_snr": 13.0, "asr_stretch_by": "wsola"},
+    "whisper-lowsnr": {"asr_low_snr": 13.0, "asr_stretch_by": "wsola",
+                       "asr_third_by": ""},
     # the default before round 4 (no candidate expansion scored by teacher forcing)
-    "whisper-prev3": {"asr_expand": 0, "asr_stretch_by": "wsola"},
+    "whisper-prev3": {"asr_expand": 0, "asr_stretch_by": "wsola", "asr_third_by": ""},
     # the default before round 3 (no per-word bonus in the n-best ranking)
     "whisper-prev2": {"asr_word_bonus": 0.0, "asr_expand": 0,
-                      "asr_stretch_by": "wsola"},
+                      "asr_stretch_by": "wsola", "asr_third_by": ""},
     # the default before the dev/test round (no Wiener filter, no stretched second decode)
     "whisper-prev": {"asr_wiener": 0.0, "asr_stretch": 1.0, "asr_word_bonus": 0.0,
                      "asr_expand": 0},
@@ -63,6 +66,7 @@ BACKENDS: dict[str, dict[str, Any]] = {
 _FLAGS = {"asr": "--asr", "asr_beam_size": "--asr-beam", "asr_lm_weight": "--asr-lm-weight",
           "asr_preemphasis": "--asr-preemphasis", "asr_wiener": "--asr-wiener",
           "asr_stretch": "--asr-stretch", "asr_stretch_by": "--asr-stretch-by",
+          "asr_third_by": "--asr-third-by",
           "asr_word_bonus": "--asr-word-bonus",
           "asr_expand": "--asr-expand", "asr_low_snr": "--asr-low-snr",
           "asr_low_floor": "--asr-low-floor"}

@@ -57,6 +57,10 @@ class EngineConfig:
     #: Whisper: how the second decode's audio is slowed: "tape" (resampled, so pitch and
     #: formants fall with the rate) or "wsola" (pitch kept; the default before round 6).
     asr_stretch_by: str = "tape"
+    #: Whisper: when the two decodes' best hypotheses differ, a third decode of the audio
+    #: slowed to ``asr_stretch`` this way ("tape" | "wsola"; "": none), its hypotheses
+    #: ranked with theirs. See BENCHMARKS.md "Recogniser WER", round 7.
+    asr_third_by: str = "wsola"
     #: Whisper: audio whose estimated SNR is under ``asr_low_snr`` dB (0: off) is Wiener
     #: filtered with its noise estimated on the frames that are not digital silence, gain
     #: floor ``asr_low_floor``. Off: 13 dB gained 1.3 points on the dev set's 10 dB cells

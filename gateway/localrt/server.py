@@ -179,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
                         default=defaults.asr_stretch_by,
                         help="slow it as a tape (pitch and formants fall) or by WSOLA "
                              "(pitch kept)")
+    parser.add_argument("--asr-third-by", choices=("tape", "wsola", ""),
+                        default=defaults.asr_third_by,
+                        help="when the two decodes disagree, decode a third time, slowed "
+                             "this way ('': never)")
     parser.add_argument("--asr-low-snr", type=float, default=defaults.asr_low_snr,
                         help="Whisper: audio whose estimated SNR is under this (dB) is "
                              "Wiener filtered on its live frames' noise (0: off)")
@@ -197,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             asr_lm_weight=args.asr_lm_weight, asr_word_bonus=args.asr_word_bonus,
             asr_preemphasis=args.asr_preemphasis,
             asr_wiener=args.asr_wiener, asr_stretch=args.asr_stretch,
-            asr_stretch_by=args.asr_stretch_by,
+            asr_stretch_by=args.asr_stretch_by, asr_third_by=args.asr_third_by,
             asr_expand=args.asr_expand, asr_low_snr=args.asr_low_snr,
             asr_low_floor=args.asr_low_floor)))
     except KeyboardInterrupt:

@@ -4,18 +4,18 @@ split in two because of PyPI's file size limit). The two halves are joined in me
 to CTranslate2 as file contents: nothing is written to disk and nothing is downloaded.
 
 One model per process, shared by every session: CTranslate2 queues concurrent calls and
-releases the GIL while it computes. Beam search over an utterance's features (no 30 s
-padding, see ``logmel``; pre-emphasised audio, noise turned down by a Wiener filter, see
-``wiener``), with a short prompt of in-domain text as "previous" context, which biases the
-spelling of the domain's words without constraining what can be heard. The utterance is
-decoded twice, as heard and slowed to 0.85 of its speed as a tape is (``timestretch``: pitch and
-formants lowered too), and the two beams'
-hypotheses are re-ranked together with the domain's word trigram model (``domainlm``) added
-to Whisper's own score: "nine a m" over "nine iam", "five five five" over "five time". Open
+releases the GIL while it computes. Beam search over an utterance's features (no 30 s padding,
+see ``logmel``; pre-emphasised audio, noise turned down by a Wiener filter, see ``wiener``),
+with a short prompt of in-domain text as "previous" context, which biases the spelling of the
+domain's words without constraining what can be heard. The utterance is decoded twice, as heard
+and slowed to 0.85 of its speed as a tape is (``timestretch``: pitch and formants lowered too),
+and a third time, slowed by WSOLA with the pitch kept, when those two disagree. The beams'
+hypotheses are re-ranked together with the domain's word trigram model (``domainlm``) added to
+Whisper's own score: "nine a m" over "nine iam", "five five five" over "five time". Open
 sentences pay a bounded cost per unknown word and still win when Whisper is sure of them.
 Sentences the beam never reached compete too: a few near the two best (``expand``: an
-out-of-domain word replaced by what the LM expects there, a digit of a run said twice),
-each scored by teacher forcing on the same encoder output (``Whisper.align``).
+out-of-domain word replaced by what the LM expects there, a digit of a run said twice), each
+scored by teacher forcing on the same encoder output (``Whisper.align``).
 """
 
 from __future__ import annotations
@@ -112,6 +112,14 @@ class Decoding:
     stretch_both: bool = True
     #: How: "tape" (resampled: pitch and formants fall with the rate) or "wsola" (pitch kept).
     stretch_by: str = _DEFAULTS.asr_stretch_by
+    #: A third decode, of the audio slowed to ``stretch`` this way ("tape" | "wsola"; "":
+    #: none), pooled with the other two's hypotheses when their best ones differ (or always,
+    #: ``third_always``). Only with ``stretch_both``.
+    third_by: str = _DEFAULTS.asr_third_by
+    third_always: bool = False
+    #: A hypothesis with fewer words than this share of the n-best's median is not picked
+    #: while another is left (``cut_short``; 0: off).
+    short_share: float = 0.0
     #: Candidate expansion (``expand``): at most this many sentences near the two best
     #: hypotheses scored by teacher forcing and ranked with the beam's (0: off), and the
     #: domain LM's likeliest words tried for each out-of-domain word.
@@ -194,16 +202,27 @@ def says_again(text: str, others: list[str], least: int = 3) -> bool:
     return any(_extends(text, other, least, other) for other in others)
 
 
+def cut_short(said: list[str], share: float) -> set[int]:
+    """Indices of the hypotheses (spoken forms) with fewer words than ``share`` of the
+    pooled n-best's median count (0: none): a beam that stopped after a word ("K.") for
+    a sentence its other hypotheses all hear, which the summed log-probability favours."""
+    if not share or not said:
+        return set()
+    counts = sorted(len(text.split()) for text in said)
+    least = share * counts[len(counts) // 2]
+    return {i for i, text in enumerate(said) if len(text.split()) < least}
+
+
 def best_hypothesis(said: list[str], totals: list[float], lm: DomainLm, prompt: str,
-                    weight: float, bonus: float) -> int:
+                    weight: float, bonus: float, short_share: float = 0.0) -> int:
     """Index of the hypothesis to pick: spoken forms ``said`` with Whisper's summed
     log-probabilities ``totals``, ranked by ``rank_score``; never one that echoes the
-    prompt (spoken form) when another is left."""
-    echoes = prompt_echoes(said, prompt)
+    prompt (spoken form) or is cut short (``cut_short``) when another is left."""
+    shunned = prompt_echoes(said, prompt) | cut_short(said, short_share)
 
     def score(i: int) -> float:
-        echo = -1e9 if i in echoes else 0.0
-        return echo + rank_score(totals[i], said[i], lm.logprob(said[i]), weight, bonus)
+        shun = -1e9 if i in shunned else 0.0
+        return shun + rank_score(totals[i], said[i], lm.logprob(said[i]), weight, bonus)
 
     return max(range(len(said)), key=score)
 
@@ -225,7 +244,11 @@ class WhisperModel:
         slowers = {"tape": tape, "wsola": stretch}
         if d.stretch_by not in slowers:
             raise ValueError(f"stretch_by {d.stretch_by!r} (tape | wsola)")
+        if d.third_by and d.third_by not in slowers:
+            raise ValueError(f"third_by {d.third_by!r} (tape | wsola, or empty for none)")
         self._slow = slowers[d.stretch_by]
+        self._third = slowers[d.third_by] if d.third_by and d.stretch != 1.0 and \
+            d.stretch_both else None
         weights = (_data_file("model.bin.part1") + _data_file("model.bin.part2"))
         files = {"model.bin": weights, "config.json": _data_file("config.json"),
                  "vocabulary.json": _data_file("vocabulary.json")}
@@ -333,13 +356,40 @@ class WhisperModel:
             return text, total / n
         d = self.decoding
         best = best_hypothesis([spoken(h[0]) for h in hyps], [h[1] for h in hyps], self._lm,
-                               self._prompt_said, d.lm_weight, d.word_bonus)
+                               self._prompt_said, d.lm_weight, d.word_bonus, d.short_share)
         text, total, n = hyps[best]
         return text, total / n
 
-    def transcribe(self, samples: npt.NDArray[np.int16]) -> Heard:
+    def _split(self, hyps: list[tuple[str, float, int]], audio_of: list[int]) -> bool:
+        """Whether the first two decodes' best hypotheses say different things."""
+        picks = {unloop(spoken(self._pick([h for h, a in zip(hyps, audio_of, strict=True)
+                                            if a == audio])[0]))
+                 for audio in (0, 1) if audio in audio_of}
+        return len(picks) > 1
+
+    def _decode(self, audio: npt.NDArray[np.int16], max_tokens: int, expand: bool
+                ) -> tuple[list[tuple[str, float, int]], float, Any, tuple[Any, int] | None]:
+        """One audio's beam: its hypotheses, no-speech probability, the decoder's input
+        features, and (with ``expand``) the encoder output kept for teacher forcing."""
         import ctranslate2
 
+        d = self.decoding
+        mel = log_mel(audio, min_frames=d.min_frames, denoise_noise=d.denoise,
+                      preemphasis=d.preemphasis, wiener_floor=d.wiener,
+                      low_snr=d.low_snr, low_floor=d.low_floor, low_over=d.low_over)
+        features = ctranslate2.StorageView.from_array(mel[None])
+        encoded = None
+        if expand:
+            # encoded once, for the beam and for teacher forcing (same hypotheses as
+            # generate on the log-mel)
+            features = self._model.encode(features, to_cpu=True)
+            encoded = (np.asarray(features), mel.shape[-1])
+        found, no_speech = self._generate(
+            features, max_tokens, beam_size=d.beam_size,
+            num_hypotheses=max(1, min(d.n_best, d.beam_size)))
+        return found, no_speech, features, encoded
+
+    def transcribe(self, samples: npt.NDArray[np.int16]) -> Heard:
         t0 = time.perf_counter()
         if len(samples) < 1600:  # under 100 ms: nothing Whisper can read
             return Heard("", 0.0, "", 0.0)
@@ -348,33 +398,31 @@ class WhisperModel:
         # of failing on noisy narrowband audio: bound the length by the audio's (speech runs
         # at < 5 tokens a second) and forbid a 6-token run from coming back.
         max_tokens = min(MAX_TOKENS, len(samples) * 5 // 16_000 + 8)
-        audios = [samples]
-        if d.stretch != 1.0:
-            stretched = self._slow(samples, d.stretch)
-            audios = [samples, stretched] if d.stretch_both else [stretched]
+        slowed = [self._slow] if d.stretch != 1.0 else []
+        if self._third is not None:
+            slowed.append(self._third)
+        audios = [samples] if d.stretch == 1.0 or d.stretch_both else []
         hyps: list[tuple[str, float, int]] = []
         audio_of: list[int] = []
         encoded: list[tuple[Any, int]] = []
         no_speech = 0.0
         expand = d.expand > 0 and self._lm is not None
-        for i, audio in enumerate(audios):
-            mel = log_mel(audio, min_frames=d.min_frames, denoise_noise=d.denoise,
-                          preemphasis=d.preemphasis, wiener_floor=d.wiener,
-                          low_snr=d.low_snr, low_floor=d.low_floor, low_over=d.low_over)
-            features = ctranslate2.StorageView.from_array(mel[None])
-            if expand:
-                # encoded once, for the beam and for teacher forcing (same hypotheses as
-                # generate on the log-mel)
-                features = self._model.encode(features, to_cpu=True)
-                encoded.append((np.asarray(features), mel.shape[-1]))
-            found, audio_no_speech = self._generate(
-                features, max_tokens, beam_size=d.beam_size,
-                num_hypotheses=max(1, min(d.n_best, d.beam_size)))
+        for i in range(len(audios) + len(slowed)):
+            if i == 2 and not d.third_always and not self._split(hyps, audio_of):
+                break  # the two decodes agree: a third would not change the pick
+            audio = audios[i] if i < len(audios) else slowed[i - len(audios)](
+                samples, d.stretch)
+            found, audio_no_speech, features, enc = self._decode(audio, max_tokens, expand)
             hyps += found
             audio_of += [i] * len(found)
+            if enc is not None:
+                encoded.append(enc)
             if i == 0:
-                # NO_SPEECH was set on audio as heard: that decode (the first) decides
+                # NO_SPEECH was set on audio as heard: that decode (the first) decides,
+                # and audio it finds no speech in is not decoded again
                 no_speech = audio_no_speech
+                if no_speech > NO_SPEECH:
+                    break
         if expand and hyps and no_speech <= NO_SPEECH:
             hyps += self._expand(hyps, audio_of, encoded)
         written, score = self._pick(hyps)

@@ -19,6 +19,8 @@ from gateway.localrt.whisper import (
     DOMAIN_PROMPT,
     Decoding,
     WhisperModel,
+    best_hypothesis,
+    cut_short,
     prompt_echoes,
     rank_score,
     says_again,
@@ -131,7 +133,8 @@ def test_the_stretched_second_decode_runs_on_slower_audio_and_keeps_a_clear_utte
     text = "schedule an appointment for tuesday at ten thirty"
     audio = espeak(text, "en-us", 165)
     # expand=0: the decodes then read the log-mel itself (with expansion, its encoder output)
-    model = WhisperModel(1, replace(Decoding(), stretch=0.85, stretch_both=True, expand=0))
+    model = WhisperModel(1, replace(Decoding(), stretch=0.85, stretch_both=True, expand=0,
+                                    third_by=""))
     frames: list[int] = []
     generate = model._generate
 
@@ -192,3 +195,69 @@ def test_a_candidate_saying_the_sentence_again_is_recognised() -> None:
 def test_an_unknown_way_of_slowing_is_refused_when_the_model_is_made() -> None:
     with pytest.raises(ValueError, match="stretch_by 'pitch'"):
         WhisperModel(1, replace(Decoding(), stretch_by="pitch"))
+    with pytest.raises(ValueError, match="third_by 'pitch'"):
+        WhisperModel(1, replace(Decoding(), third_by="pitch"))
+
+
+def _counting(model: WhisperModel, change_second: bool = False) -> list[int]:
+    """The frame count of every audio ``model`` decodes from now on; with ``change_second``,
+    the second decode's hypotheses say something else (the two decodes then disagree)."""
+    frames: list[int] = []
+    generate = model._generate
+
+    def counted(features: Any, max_tokens: int, **kwargs: Any) -> Any:
+        frames.append(features.shape[2])
+        found, no_speech = generate(features, max_tokens, **kwargs)
+        if change_second and len(frames) == 2:
+            found = [(f"Hello, {text}", total, n) for text, total, n in found]
+        return found, no_speech
+
+    model._generate = counted  # type: ignore[method-assign]
+    return frames
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+def test_a_third_decode_runs_only_when_the_first_two_disagree() -> None:
+    text = "look up account number four four seven two one"
+    audio = espeak(text, "en-us", 165)
+    base = replace(Decoding(), stretch=0.85, stretch_both=True, expand=0, third_by="wsola")
+    agreeing = WhisperModel(1, base)
+    frames = _counting(agreeing)
+    assert agreeing.transcribe(audio).text == text
+    assert len(frames) == 2  # as heard and as a tape: they agree, no third
+    split = WhisperModel(1, base)
+    frames = _counting(split, change_second=True)
+    assert split.transcribe(audio).text == text  # the third sides with the first
+    assert len(frames) == 3
+    # WSOLA slows to the tape's length, at the speaker's pitch
+    assert frames[2] == pytest.approx(frames[1], abs=2)
+    always = WhisperModel(1, replace(base, third_always=True))
+    frames = _counting(always)
+    assert always.transcribe(audio).text == text and len(frames) == 3
+    never = WhisperModel(1, replace(base, third_by=""))
+    frames = _counting(never, change_second=True)
+    never.transcribe(audio)
+    assert len(frames) == 2
+
+
+def test_audio_with_no_speech_is_decoded_once() -> None:
+    noise = (np.random.default_rng(7).standard_normal(32_000) * 30).astype(np.int16)
+    model = WhisperModel(1, replace(Decoding(), expand=0, third_always=True))
+    frames = _counting(model)
+    assert model.transcribe(noise).text == ""
+    assert len(frames) == 1
+
+
+def test_a_hypothesis_cut_short_is_not_picked_while_a_whole_one_is_left() -> None:
+    lm = DomainLm(domain_sentences())
+    # the phone path's Caribbean voice saying "schedule an appointment for tuesday at ten
+    # thirty": the as-heard beam's three hypotheses (spoken forms, summed log-probabilities)
+    said = ["hey you're an appointment for tuesday at ten", "k",
+            "she knew the appointment for tuesday at ten"]
+    assert cut_short(said, 0.5) == {1}
+    assert cut_short(said, 0.0) == set()
+    assert cut_short(["yes", "yeah"], 0.5) == set()  # a short answer is not cut short
+    totals = [-13.19, -9.74, -15.63]  # the one word ranks first without the rule
+    assert best_hypothesis(said, totals, lm, "", 0.3, 1.0) == 1
+    assert best_hypothesis(said, totals, lm, "", 0.3, 1.0, short_share=0.5) == 0
+    assert best_hypothesis(["k"], [-9.7], lm, "", 0.3, 1.0, short_share=0.5) == 0
