@@ -39,24 +39,29 @@ RESULTS = ROOT / "bench" / "results" / "wer.json"
 #: name -> EngineConfig fields that differ from the defaults (each is also a server flag)
 BACKENDS: dict[str, dict[str, Any]] = {
     "whisper": {},
-    # the default before round 7 (no third decode when the two disagree)
-    "whisper-prev6": {"asr_third_by": ""},
+    # the default before round 7 (no third decode when the two disagree, a beam's hypothesis
+    # cut short can win)
+    "whisper-prev6": {"asr_third_by": "", "asr_short_share": 0.0},
     # the default before round 6 (the second decode slowed by WSOLA, pitch kept)
-    "whisper-prev5": {"asr_stretch_by": "wsola", "asr_third_by": ""},
+    "whisper-prev5": {"asr_stretch_by": "wsola", "asr_third_by": "",
+                      "asr_short_share": 0.0},
     # round 5's SNR-adaptive Wiener filter (not the default; measured on test as "whisper"
     # against "whisper-prev4", the default then and now)
     "whisper-lowsnr": {"asr_low_snr": 13.0, "asr_stretch_by": "wsola",
-                       "asr_third_by": ""},
+                       "asr_third_by": "", "asr_short_share": 0.0},
     # the default before round 4 (no candidate expansion scored by teacher forcing)
-    "whisper-prev3": {"asr_expand": 0, "asr_stretch_by": "wsola", "asr_third_by": ""},
+    "whisper-prev3": {"asr_expand": 0, "asr_stretch_by": "wsola", "asr_third_by": "",
+                      "asr_short_share": 0.0},
     # the default before round 3 (no per-word bonus in the n-best ranking)
     "whisper-prev2": {"asr_word_bonus": 0.0, "asr_expand": 0,
-                      "asr_stretch_by": "wsola", "asr_third_by": ""},
+                      "asr_stretch_by": "wsola", "asr_third_by": "",
+                      "asr_short_share": 0.0},
     # the default before the dev/test round (no Wiener filter, no stretched second decode)
     "whisper-prev": {"asr_wiener": 0.0, "asr_stretch": 1.0, "asr_word_bonus": 0.0,
-                     "asr_expand": 0},
+                     "asr_expand": 0, "asr_short_share": 0.0},
     # the Wiener filter without the stretched second decode (half the decoder CPU)
-    "whisper-wiener": {"asr_stretch": 1.0, "asr_word_bonus": 0.0, "asr_expand": 0},
+    "whisper-wiener": {"asr_stretch": 1.0, "asr_word_bonus": 0.0, "asr_expand": 0,
+                       "asr_short_share": 0.0},
     # before rescoring and pre-emphasis (the "previous default" of the round before)
     "whisper-norescore": {"asr_lm_weight": 0.0, "asr_preemphasis": 0.0, "asr_wiener": 0.0,
                           "asr_stretch": 1.0, "asr_word_bonus": 0.0, "asr_expand": 0},
@@ -66,10 +71,17 @@ BACKENDS: dict[str, dict[str, Any]] = {
 _FLAGS = {"asr": "--asr", "asr_beam_size": "--asr-beam", "asr_lm_weight": "--asr-lm-weight",
           "asr_preemphasis": "--asr-preemphasis", "asr_wiener": "--asr-wiener",
           "asr_stretch": "--asr-stretch", "asr_stretch_by": "--asr-stretch-by",
-          "asr_third_by": "--asr-third-by",
+          "asr_third_by": "--asr-third-by", "asr_short_share": "--asr-short-share",
           "asr_word_bonus": "--asr-word-bonus",
           "asr_expand": "--asr-expand", "asr_low_snr": "--asr-low-snr",
           "asr_low_floor": "--asr-low-floor"}
+
+
+def backend_flags(name: str) -> list[str]:
+    """The engine's command-line flags for a recogniser setting (its turn latency is
+    measured on the engine as its own process)."""
+    return [arg for field, value in BACKENDS[name].items()
+            for arg in (_FLAGS[field], str(value))]
 
 
 def rss_mb() -> float:
@@ -156,9 +168,7 @@ def turn_latency(name: str) -> dict[str, Any]:
     from bench.localrt_latency import SILENCE_MS, run_stream, start_engine
     from tests.fixtures.make_speech import PHRASES
 
-    flags = [arg for field, value in BACKENDS[name].items()
-             for arg in (_FLAGS[field], str(value))]
-    proc, url = start_engine(*flags)
+    proc, url = start_engine(*backend_flags(name))
     try:
         turns = asyncio.run(run_stream(url, list(PHRASES)))
     finally:

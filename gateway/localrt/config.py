@@ -61,6 +61,10 @@ class EngineConfig:
     #: slowed to ``asr_stretch`` this way ("tape" | "wsola"; "": none), its hypotheses
     #: ranked with theirs. See BENCHMARKS.md "Recogniser WER", round 7.
     asr_third_by: str = "wsola"
+    #: Whisper: a hypothesis with fewer words than this share of the pooled n-best's median
+    #: count is not picked while another is left (a beam stopped after one word, "K.", for
+    #: a sentence; 0: off). See BENCHMARKS.md "Recogniser WER", round 7.
+    asr_short_share: float = 0.5
     #: Whisper: audio whose estimated SNR is under ``asr_low_snr`` dB (0: off) is Wiener
     #: filtered with its noise estimated on the frames that are not digital silence, gain
     #: floor ``asr_low_floor``. Off: 13 dB gained 1.3 points on the dev set's 10 dB cells

@@ -147,7 +147,8 @@ async def serve(host: str, port: int, config: EngineConfig | None = None,
         await runner.cleanup()
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, EngineConfig]:
+    """The command line: the options, and the engine's settings they make."""
     defaults = EngineConfig()
     parser = argparse.ArgumentParser(
         prog="python -m gateway localrt",
@@ -183,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
                         default=defaults.asr_third_by,
                         help="when the two decodes disagree, decode a third time, slowed "
                              "this way ('': never)")
+    parser.add_argument("--asr-short-share", type=float,
+                        default=defaults.asr_short_share,
+                        help="Whisper: a hypothesis with fewer words than this share of the "
+                             "n-best's median is not picked while another is left (0: off)")
     parser.add_argument("--asr-low-snr", type=float, default=defaults.asr_low_snr,
                         help="Whisper: audio whose estimated SNR is under this (dB) is "
                              "Wiener filtered on its live frames' noise (0: off)")
@@ -193,17 +198,23 @@ def main(argv: list[str] | None = None) -> int:
                              "hypotheses, scored by teacher forcing (0: off)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
+    return args, EngineConfig(
+        output_pace=args.pace, asr=args.asr, asr_beam_size=args.asr_beam,
+        asr_lm_weight=args.asr_lm_weight, asr_word_bonus=args.asr_word_bonus,
+        asr_preemphasis=args.asr_preemphasis,
+        asr_wiener=args.asr_wiener, asr_stretch=args.asr_stretch,
+        asr_stretch_by=args.asr_stretch_by, asr_third_by=args.asr_third_by,
+        asr_short_share=args.asr_short_share,
+        asr_expand=args.asr_expand, asr_low_snr=args.asr_low_snr,
+        asr_low_floor=args.asr_low_floor)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, config = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        asyncio.run(serve(args.host, args.port, EngineConfig(
-            output_pace=args.pace, asr=args.asr, asr_beam_size=args.asr_beam,
-            asr_lm_weight=args.asr_lm_weight, asr_word_bonus=args.asr_word_bonus,
-            asr_preemphasis=args.asr_preemphasis,
-            asr_wiener=args.asr_wiener, asr_stretch=args.asr_stretch,
-            asr_stretch_by=args.asr_stretch_by, asr_third_by=args.asr_third_by,
-            asr_expand=args.asr_expand, asr_low_snr=args.asr_low_snr,
-            asr_low_floor=args.asr_low_floor)))
+        asyncio.run(serve(args.host, args.port, config))
     except KeyboardInterrupt:
         pass
     return 0

@@ -119,7 +119,7 @@ class Decoding:
     third_always: bool = False
     #: A hypothesis with fewer words than this share of the n-best's median is not picked
     #: while another is left (``cut_short``; 0: off).
-    short_share: float = 0.0
+    short_share: float = _DEFAULTS.asr_short_share
     #: Candidate expansion (``expand``): at most this many sentences near the two best
     #: hypotheses scored by teacher forcing and ranked with the beam's (0: off), and the
     #: domain LM's likeliest words tried for each out-of-domain word.
