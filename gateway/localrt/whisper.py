@@ -12,10 +12,11 @@ and slowed to 0.85 of its speed as a tape is (``timestretch``: pitch and formant
 and a third time, slowed by WSOLA with the pitch kept, when those two disagree. The beams'
 hypotheses are re-ranked together with the domain's word trigram model (``domainlm``) added to
 Whisper's own score: "nine a m" over "nine iam", "five five five" over "five time". Open
-sentences pay a bounded cost per unknown word and still win when Whisper is sure of them.
-Sentences the beam never reached compete too: a few near the two best (``expand``: an
-out-of-domain word replaced by what the LM expects there, a digit of a run said twice), each
-scored by teacher forcing on the same encoder output (``Whisper.align``).
+sentences pay a bounded cost per unknown word and still win when Whisper is sure of them; one
+cut short ("K." where the others hear a sentence) does not win. Sentences the beam never
+reached compete too: a few near the two best (``expand``: an out-of-domain word replaced by
+what the LM expects there, a digit of a run said twice), each scored by teacher forcing on the
+same encoder output (``Whisper.align``).
 """
 
 from __future__ import annotations
