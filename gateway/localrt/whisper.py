@@ -27,7 +27,9 @@ import logging
 import math
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -399,21 +401,23 @@ class WhisperModel:
         # of failing on noisy narrowband audio: bound the length by the audio's (speech runs
         # at < 5 tokens a second) and forbid a 6-token run from coming back.
         max_tokens = min(MAX_TOKENS, len(samples) * 5 // 16_000 + 8)
-        slowed = [self._slow] if d.stretch != 1.0 else []
+        # the audios to decode, in order, each made only when it is decoded
+        audios: list[Callable[[], npt.NDArray[np.int16]]] = []
+        if d.stretch == 1.0 or d.stretch_both:
+            audios.append(lambda: samples)
+        if d.stretch != 1.0:
+            audios.append(partial(self._slow, samples, d.stretch))
         if self._third is not None:
-            slowed.append(self._third)
-        audios = [samples] if d.stretch == 1.0 or d.stretch_both else []
+            audios.append(partial(self._third, samples, d.stretch))
         hyps: list[tuple[str, float, int]] = []
         audio_of: list[int] = []
         encoded: list[tuple[Any, int]] = []
         no_speech = 0.0
         expand = d.expand > 0 and self._lm is not None
-        for i in range(len(audios) + len(slowed)):
+        for i, audio in enumerate(audios):
             if i == 2 and not d.third_always and not self._split(hyps, audio_of):
                 break  # the two decodes agree: a third would not change the pick
-            audio = audios[i] if i < len(audios) else slowed[i - len(audios)](
-                samples, d.stretch)
-            found, audio_no_speech, features, enc = self._decode(audio, max_tokens, expand)
+            found, audio_no_speech, features, enc = self._decode(audio(), max_tokens, expand)
             hyps += found
             audio_of += [i] * len(found)
             if enc is not None:
