@@ -39,6 +39,8 @@ RESULTS = ROOT / "bench" / "results" / "wer.json"
 #: name -> EngineConfig fields that differ from the defaults (each is also a server flag)
 BACKENDS: dict[str, dict[str, Any]] = {
     "whisper": {},
+    # round 7 without the third decode's low-SNR filter
+    "whisper-r7plain": {"asr_third_low_snr": 0.0},
     # the default before round 7 (no third decode when the two disagree, a beam's hypothesis
     # cut short can win)
     "whisper-prev6": {"asr_third_by": "", "asr_short_share": 0.0},
@@ -72,6 +74,7 @@ _FLAGS = {"asr": "--asr", "asr_beam_size": "--asr-beam", "asr_lm_weight": "--asr
           "asr_preemphasis": "--asr-preemphasis", "asr_wiener": "--asr-wiener",
           "asr_stretch": "--asr-stretch", "asr_stretch_by": "--asr-stretch-by",
           "asr_third_by": "--asr-third-by", "asr_short_share": "--asr-short-share",
+          "asr_third_low_snr": "--asr-third-low-snr",
           "asr_word_bonus": "--asr-word-bonus",
           "asr_expand": "--asr-expand", "asr_low_snr": "--asr-low-snr",
           "asr_low_floor": "--asr-low-floor"}

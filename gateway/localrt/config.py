@@ -61,6 +61,10 @@ class EngineConfig:
     #: slowed to ``asr_stretch`` this way ("tape" | "wsola"; "": none), its hypotheses
     #: ranked with theirs. See BENCHMARKS.md "Recogniser WER", round 7.
     asr_third_by: str = "wsola"
+    #: Whisper: the third decode's audio, when its estimated SNR is under this (dB; 0:
+    #: never), is Wiener filtered as ``asr_low_snr`` filters (noise from the frames that are
+    #: not digital silence, gain floor ``asr_low_floor``): the noisy utterance's third view.
+    asr_third_low_snr: float = 13.0
     #: Whisper: a hypothesis with fewer words than this share of the pooled n-best's median
     #: count is not picked while another is left (a beam stopped after one word, "K.", for
     #: a sentence; 0: off). See BENCHMARKS.md "Recogniser WER", round 7.

@@ -49,6 +49,7 @@ def load(cfg: EngineConfig) -> Recognition:
             lm_weight=cfg.asr_lm_weight, word_bonus=cfg.asr_word_bonus,
             preemphasis=cfg.asr_preemphasis, wiener=cfg.asr_wiener, stretch=cfg.asr_stretch,
             stretch_both=True, stretch_by=cfg.asr_stretch_by, third_by=cfg.asr_third_by,
+            third_low_snr=cfg.asr_third_low_snr,
             short_share=cfg.asr_short_share, expand=cfg.asr_expand,
             low_snr=cfg.asr_low_snr,
             low_floor=cfg.asr_low_floor))

@@ -184,6 +184,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Engin
                         default=defaults.asr_third_by,
                         help="when the two decodes disagree, decode a third time, slowed "
                              "this way ('': never)")
+    parser.add_argument("--asr-third-low-snr", type=float,
+                        default=defaults.asr_third_low_snr,
+                        help="Whisper: the third decode's audio, when its estimated SNR is "
+                             "under this (dB), is Wiener filtered on its live frames' noise "
+                             "(0: never)")
     parser.add_argument("--asr-short-share", type=float,
                         default=defaults.asr_short_share,
                         help="Whisper: a hypothesis with fewer words than this share of the "
@@ -204,6 +209,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Engin
         asr_preemphasis=args.asr_preemphasis,
         asr_wiener=args.asr_wiener, asr_stretch=args.asr_stretch,
         asr_stretch_by=args.asr_stretch_by, asr_third_by=args.asr_third_by,
+        asr_third_low_snr=args.asr_third_low_snr,
         asr_short_share=args.asr_short_share,
         asr_expand=args.asr_expand, asr_low_snr=args.asr_low_snr,
         asr_low_floor=args.asr_low_floor)

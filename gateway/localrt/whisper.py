@@ -120,6 +120,9 @@ class Decoding:
     #: ``third_always``). Only with ``stretch_both``.
     third_by: str = _DEFAULTS.asr_third_by
     third_always: bool = False
+    #: The third decode's audio, when its estimated SNR is under this (dB; 0: never), is
+    #: filtered as ``low_snr`` filters (noise from its live frames, gain floor ``low_floor``).
+    third_low_snr: float = _DEFAULTS.asr_third_low_snr
     #: A hypothesis with fewer words than this share of the n-best's median is not picked
     #: while another is left (``cut_short``; 0: off).
     short_share: float = _DEFAULTS.asr_short_share
@@ -370,16 +373,18 @@ class WhisperModel:
                  for audio in (0, 1) if audio in audio_of}
         return len(picks) > 1
 
-    def _decode(self, audio: npt.NDArray[np.int16], max_tokens: int, expand: bool
-                ) -> tuple[list[tuple[str, float, int]], float, Any, tuple[Any, int] | None]:
+    def _decode(self, audio: npt.NDArray[np.int16], max_tokens: int, expand: bool,
+                low_snr: float) -> tuple[list[tuple[str, float, int]], float, Any,
+                                         tuple[Any, int] | None]:
         """One audio's beam: its hypotheses, no-speech probability, the decoder's input
-        features, and (with ``expand``) the encoder output kept for teacher forcing."""
+        features, and (with ``expand``) the encoder output kept for teacher forcing.
+        ``low_snr``: see ``Decoding.low_snr``."""
         import ctranslate2
 
         d = self.decoding
         mel = log_mel(audio, min_frames=d.min_frames, denoise_noise=d.denoise,
                       preemphasis=d.preemphasis, wiener_floor=d.wiener,
-                      low_snr=d.low_snr, low_floor=d.low_floor, low_over=d.low_over)
+                      low_snr=low_snr, low_floor=d.low_floor, low_over=d.low_over)
         features = ctranslate2.StorageView.from_array(mel[None])
         encoded = None
         if expand:
@@ -417,7 +422,8 @@ class WhisperModel:
         for i, audio in enumerate(audios):
             if i == 2 and not d.third_always and not self._split(hyps, audio_of):
                 break  # the two decodes agree: a third would not change the pick
-            found, audio_no_speech, features, enc = self._decode(audio(), max_tokens, expand)
+            found, audio_no_speech, features, enc = self._decode(
+                audio(), max_tokens, expand, d.third_low_snr if i == 2 else d.low_snr)
             hyps += found
             audio_of += [i] * len(found)
             if enc is not None:
