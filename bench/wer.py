@@ -39,8 +39,9 @@ RESULTS = ROOT / "bench" / "results" / "wer.json"
 #: name -> EngineConfig fields that differ from the defaults (each is also a server flag)
 BACKENDS: dict[str, dict[str, Any]] = {
     "whisper": {},
-    # round 7 without the third decode's low-SNR filter
-    "whisper-r7plain": {"asr_third_low_snr": 0.0},
+    # round 7's low-SNR filter of the third decode's audio (not the default: dev gain, test
+    # loss)
+    "whisper-thirdlow": {"asr_third_low_snr": 13.0},
     # the default before round 7 (no third decode when the two disagree, a beam's hypothesis
     # cut short can win)
     "whisper-prev6": {"asr_third_by": "", "asr_short_share": 0.0},

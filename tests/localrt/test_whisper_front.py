@@ -261,3 +261,25 @@ def test_a_hypothesis_cut_short_is_not_picked_while_a_whole_one_is_left() -> Non
     assert best_hypothesis(said, totals, lm, "", 0.3, 1.0) == 1
     assert best_hypothesis(said, totals, lm, "", 0.3, 1.0, short_share=0.5) == 0
     assert best_hypothesis(["k"], [-9.7], lm, "", 0.3, 1.0, short_share=0.5) == 0
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+def test_only_the_third_decode_filters_noisy_audio_on_its_live_frames(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.localrt.whisper as whisper
+
+    noisy = add_noise(espeak("look up account number four four seven two one", "en-us", 165),
+                      10.0, seed=5)
+    asked: list[float] = []
+
+    def recorded(audio: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs["low_snr"])
+        return log_mel(audio, **kwargs)
+
+    monkeypatch.setattr(whisper, "log_mel", recorded)
+    base = replace(Decoding(), expand=0, third_always=True)
+    WhisperModel(1, replace(base, third_low_snr=13.0)).transcribe(noisy)
+    assert asked == [0.0, 0.0, 13.0]  # as heard, tape, third
+    asked.clear()
+    WhisperModel(1, base).transcribe(noisy)
+    assert asked == [0.0, 0.0, 0.0]  # the default: off
