@@ -36,35 +36,32 @@ from bench.wer_corpus import CONDITIONS, SETS, Clip, clips, wer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "wer.json"
+#: What each round turned on, turned off again: the default before round 7 (no third decode
+#: when the two disagree, a beam's hypothesis cut short can win), and before round 6 (also
+#: the second decode slowed by WSOLA, pitch kept). Older settings build on these.
+_BEFORE_7: dict[str, Any] = {"asr_third_by": "", "asr_short_share": 0.0}
+_BEFORE_6: dict[str, Any] = {**_BEFORE_7, "asr_stretch_by": "wsola"}
 #: name -> EngineConfig fields that differ from the defaults (each is also a server flag)
 BACKENDS: dict[str, dict[str, Any]] = {
     "whisper": {},
     # round 7's low-SNR filter of the third decode's audio (not the default: dev gain, test
     # loss)
     "whisper-thirdlow": {"asr_third_low_snr": 13.0},
-    # the default before round 7 (no third decode when the two disagree, a beam's hypothesis
-    # cut short can win)
-    "whisper-prev6": {"asr_third_by": "", "asr_short_share": 0.0},
-    # the default before round 6 (the second decode slowed by WSOLA, pitch kept)
-    "whisper-prev5": {"asr_stretch_by": "wsola", "asr_third_by": "",
-                      "asr_short_share": 0.0},
+    "whisper-prev6": _BEFORE_7,
+    "whisper-prev5": _BEFORE_6,
     # round 5's SNR-adaptive Wiener filter (not the default; measured on test as "whisper"
     # against "whisper-prev4", the default then and now)
-    "whisper-lowsnr": {"asr_low_snr": 13.0, "asr_stretch_by": "wsola",
-                       "asr_third_by": "", "asr_short_share": 0.0},
+    "whisper-lowsnr": {**_BEFORE_6, "asr_low_snr": 13.0},
     # the default before round 4 (no candidate expansion scored by teacher forcing)
-    "whisper-prev3": {"asr_expand": 0, "asr_stretch_by": "wsola", "asr_third_by": "",
-                      "asr_short_share": 0.0},
+    "whisper-prev3": {**_BEFORE_6, "asr_expand": 0},
     # the default before round 3 (no per-word bonus in the n-best ranking)
-    "whisper-prev2": {"asr_word_bonus": 0.0, "asr_expand": 0,
-                      "asr_stretch_by": "wsola", "asr_third_by": "",
-                      "asr_short_share": 0.0},
+    "whisper-prev2": {**_BEFORE_6, "asr_word_bonus": 0.0, "asr_expand": 0},
     # the default before the dev/test round (no Wiener filter, no stretched second decode)
-    "whisper-prev": {"asr_wiener": 0.0, "asr_stretch": 1.0, "asr_word_bonus": 0.0,
-                     "asr_expand": 0, "asr_short_share": 0.0},
+    "whisper-prev": {**_BEFORE_7, "asr_wiener": 0.0, "asr_stretch": 1.0,
+                     "asr_word_bonus": 0.0, "asr_expand": 0},
     # the Wiener filter without the stretched second decode (half the decoder CPU)
-    "whisper-wiener": {"asr_stretch": 1.0, "asr_word_bonus": 0.0, "asr_expand": 0,
-                       "asr_short_share": 0.0},
+    "whisper-wiener": {**_BEFORE_7, "asr_stretch": 1.0, "asr_word_bonus": 0.0,
+                       "asr_expand": 0},
     # before rescoring and pre-emphasis (the "previous default" of the round before)
     "whisper-norescore": {"asr_lm_weight": 0.0, "asr_preemphasis": 0.0, "asr_wiener": 0.0,
                           "asr_stretch": 1.0, "asr_word_bonus": 0.0, "asr_expand": 0},

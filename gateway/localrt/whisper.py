@@ -421,7 +421,7 @@ class WhisperModel:
         expand = d.expand > 0 and self._lm is not None
         for i, audio in enumerate(audios):
             if i == 2 and not d.third_always and not self._split(hyps, audio_of):
-                break  # the two decodes agree: a third would not change the pick
+                break  # the two decodes agree: the third is spent where they differ
             found, audio_no_speech, features, enc = self._decode(
                 audio(), max_tokens, expand, d.third_low_snr if i == 2 else d.low_snr)
             hyps += found

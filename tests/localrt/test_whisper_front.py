@@ -128,6 +128,23 @@ def test_unloop_collapses_whispers_loops_only(heard: str, kept: str) -> None:
     assert unloop(heard) == kept
 
 
+def _counting(model: WhisperModel, change_second: bool = False) -> list[int]:
+    """The frame count of every audio ``model`` decodes from now on; with ``change_second``,
+    the second decode's hypotheses say something else (the two decodes then disagree)."""
+    frames: list[int] = []
+    generate = model._generate
+
+    def counted(features: Any, max_tokens: int, **kwargs: Any) -> Any:
+        frames.append(features.shape[2])
+        found, no_speech = generate(features, max_tokens, **kwargs)
+        if change_second and len(frames) == 2:
+            found = [(f"Hello, {text}", total, n) for text, total, n in found]
+        return found, no_speech
+
+    model._generate = counted  # type: ignore[method-assign]
+    return frames
+
+
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 def test_the_stretched_second_decode_runs_on_slower_audio_and_keeps_a_clear_utterance() -> None:
     text = "schedule an appointment for tuesday at ten thirty"
@@ -135,14 +152,7 @@ def test_the_stretched_second_decode_runs_on_slower_audio_and_keeps_a_clear_utte
     # expand=0: the decodes then read the log-mel itself (with expansion, its encoder output)
     model = WhisperModel(1, replace(Decoding(), stretch=0.85, stretch_both=True, expand=0,
                                     third_by=""))
-    frames: list[int] = []
-    generate = model._generate
-
-    def counted(features: Any, max_tokens: int, **kwargs: Any) -> Any:
-        frames.append(features.shape[2])
-        return generate(features, max_tokens, **kwargs)
-
-    model._generate = counted  # type: ignore[method-assign]
+    frames = _counting(model)
     assert model.transcribe(audio).text == text
     tail = 100  # log_mel's appended silence
     assert len(frames) == 2
@@ -197,23 +207,6 @@ def test_an_unknown_way_of_slowing_is_refused_when_the_model_is_made() -> None:
         WhisperModel(1, replace(Decoding(), stretch_by="pitch"))
     with pytest.raises(ValueError, match="third_by 'pitch'"):
         WhisperModel(1, replace(Decoding(), third_by="pitch"))
-
-
-def _counting(model: WhisperModel, change_second: bool = False) -> list[int]:
-    """The frame count of every audio ``model`` decodes from now on; with ``change_second``,
-    the second decode's hypotheses say something else (the two decodes then disagree)."""
-    frames: list[int] = []
-    generate = model._generate
-
-    def counted(features: Any, max_tokens: int, **kwargs: Any) -> Any:
-        frames.append(features.shape[2])
-        found, no_speech = generate(features, max_tokens, **kwargs)
-        if change_second and len(frames) == 2:
-            found = [(f"Hello, {text}", total, n) for text, total, n in found]
-        return found, no_speech
-
-    model._generate = counted  # type: ignore[method-assign]
-    return frames
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
