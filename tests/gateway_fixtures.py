@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pathlib
 import shutil
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from gateway import config as config_mod
 from gateway.app import make_app
-from gateway.lifecycle import make_runner
+from gateway.lifecycle import GC_THRESHOLDS, make_runner
 
 API_KEY = "sk-gw-test-key"
 ADMIN = "admin-test-token"
@@ -54,6 +55,25 @@ class Gateway:
             return str(data["value"])
 
 
+@contextlib.contextmanager
+def collector_as_served() -> Iterator[None]:
+    """The cycle collector as ``gateway serve`` leaves it (``lifecycle.tune_gc``), for a gateway
+    inside the test process: what the process held before is frozen out of the collector's way
+    and young objects are collected less often; as it was again afterwards (unfrozen, so the
+    suite's garbage is still collected). Without it a full collection walks the whole test
+    process (every module and leftover of the suite so far: ~80 ms for 3 M objects here, and
+    often) and the loop stalls past the media clock's 200 ms, which drops a call's audio that
+    a gateway process would have sent (seen: a 5 s tone heard 460 ms short late in a run)."""
+    thresholds = gc.get_threshold()
+    gc.freeze()  # no collection first (tune_gc has one): leftovers are unfrozen at the end
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
 @contextlib.asynccontextmanager
 async def running_gateway(upstream_url: str, env: Mapping[str, str] | None = None,
                           toml: str | None = None, tmp_path: object = None
@@ -83,7 +103,8 @@ async def running_gateway(upstream_url: str, env: Mapping[str, str] | None = Non
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     async with aiohttp.ClientSession() as http:
         try:
-            yield Gateway(f"http://127.0.0.1:{port}", app, http, pathlib.Path(rec_dir))
+            with collector_as_served():
+                yield Gateway(f"http://127.0.0.1:{port}", app, http, pathlib.Path(rec_dir))
         finally:
             await runner.cleanup()
             shutil.rmtree(rec_dir, ignore_errors=True)
