@@ -57,13 +57,14 @@ class Gateway:
 
 @contextlib.contextmanager
 def collector_as_served() -> Iterator[None]:
-    """The cycle collector as ``gateway serve`` leaves it (``lifecycle.tune_gc``), for a gateway
-    inside the test process: what the process held before is frozen out of the collector's way
-    and young objects are collected less often; as it was again afterwards (unfrozen, so the
-    suite's garbage is still collected). Without it a full collection walks the whole test
-    process (every module and leftover of the suite so far: ~80 ms for 3 M objects here, and
-    often) and the loop stalls past the media clock's 200 ms, which drops a call's audio that
-    a gateway process would have sent (seen: a 5 s tone heard 460 ms short late in a run)."""
+    """The cycle collector as ``gateway serve`` leaves it (``lifecycle.tune_gc``, when
+    ``server.gc_tuned``), for a gateway inside the test process: what the process held
+    before is frozen out of the collector's way and young objects are collected less often;
+    as it was again afterwards (unfrozen, so the suite's garbage is still collected).
+    Without it a full collection walks the whole test process (every module and leftover of
+    the suite so far: ~80 ms for 3 M objects here, and often) and the loop stalls past the
+    media clock's 200 ms, which drops a call's audio that a gateway process would have sent
+    (seen: a 5 s tone heard 460 ms short late in a run)."""
     thresholds = gc.get_threshold()
     gc.freeze()  # no collection first (tune_gc has one): leftovers are unfrozen at the end
     gc.set_threshold(*GC_THRESHOLDS)
@@ -103,7 +104,7 @@ async def running_gateway(upstream_url: str, env: Mapping[str, str] | None = Non
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     async with aiohttp.ClientSession() as http:
         try:
-            with collector_as_served():
+            with collector_as_served() if cfg.server.gc_tuned else contextlib.nullcontext():
                 yield Gateway(f"http://127.0.0.1:{port}", app, http, pathlib.Path(rec_dir))
         finally:
             await runner.cleanup()
