@@ -162,8 +162,10 @@ async def exhaust(http: aiohttp.ClientSession, args: argparse.Namespace) -> dict
             await second.close()
     finally:
         await first.close()
-    # The first call ends when its peer closes; its port goes back to the range.
+    # The first call ends when its peer closes; its port goes back to the range. Until it has,
+    # a call is refused as the second was (counted: each refusal is a setup failure too).
     deadline = time.monotonic() + 10
+    out["third_refused"] = 0
     while True:
         third = Caller([])
         try:
@@ -173,6 +175,7 @@ async def exhaust(http: aiohttp.ClientSession, args: argparse.Namespace) -> dict
                 out["third"] = {"status": status, "connected": status == 201 and
                                 await third.connected(args.connect_timeout)}
                 break
+            out["third_refused"] += status == 503
         finally:
             await third.close()
         await asyncio.sleep(0.2)
